@@ -1,0 +1,200 @@
+package reflex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// StreamOptions are the options a stream source receives. The zero value
+// means: from the cursor, no lag, tail forever.
+type StreamOptions struct {
+	// Lag defines the duration after an event is created before it becomes
+	// eligible for streaming.
+	Lag time.Duration
+
+	// StreamFromHead starts the stream at the current head, ignoring the
+	// cursor.
+	StreamFromHead bool
+
+	// StreamToHead makes Recv return ErrHeadReached as soon as no more
+	// events are available.
+	StreamToHead bool
+}
+
+// StreamOption configures StreamOptions.
+type StreamOption func(*StreamOptions)
+
+// WithStreamLag streams only events older than d. Run enforces lag itself
+// (it never forwards the option to the source); sources that receive it
+// directly filter on their own clock.
+func WithStreamLag(d time.Duration) StreamOption {
+	return func(o *StreamOptions) { o.Lag = d }
+}
+
+// WithStreamFromHead streams only events that are added after the stream is
+// opened. It overrides the cursor.
+func WithStreamFromHead() StreamOption {
+	return func(o *StreamOptions) { o.StreamFromHead = true }
+}
+
+// WithStreamToHead makes the stream return ErrHeadReached as soon as no more
+// events are available, for back-fills and tests.
+func WithStreamToHead() StreamOption {
+	return func(o *StreamOptions) { o.StreamToHead = true }
+}
+
+// ResolveOptions applies opts in order to a zero StreamOptions.
+func ResolveOptions(opts ...StreamOption) StreamOptions {
+	var o StreamOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// ResetterCtx is an optional interface of a Consumer that holds state: Run
+// calls Reset once at the start of each run, after reading the cursor and
+// before opening the stream. A consumer may instead implement Reset() error.
+type ResetterCtx interface {
+	Reset(ctx context.Context) error
+}
+
+type resetter interface {
+	Reset() error
+}
+
+// Stopper is an optional interface of a Consumer that has clean-up work.
+// Run never calls it (so metrics survive until scraped); Spec.Stop does.
+type Stopper interface {
+	Stop() error
+}
+
+// Spec is everything needed to consume a stream: the source, the cursor
+// store and the consumer. As long as these do not change, the consumer gets
+// at-least-once delivery of every event in the stream. Run it with Run.
+type Spec struct {
+	stream   StreamFunc
+	store    CursorStore
+	consumer Consumer
+	opts     []StreamOption
+}
+
+// NewSpec returns a Spec. Options are passed to the stream on every Run,
+// except lag options, which Run enforces itself. NewSpec panics if an
+// option is nil, a programming error.
+func NewSpec(stream StreamFunc, store CursorStore, consumer Consumer, opts ...StreamOption) Spec {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("reflex: NewSpec: stream option %d is nil", i))
+		}
+	}
+	return Spec{stream: stream, store: store, consumer: consumer, opts: opts}
+}
+
+// Name returns the name of the spec's consumer.
+func (s Spec) Name() string { return s.consumer.Name() }
+
+// Stop calls the consumer's Stop method if it implements Stopper, else it
+// returns nil.
+func (s Spec) Stop() error {
+	if st, ok := s.consumer.(Stopper); ok {
+		return st.Stop()
+	}
+	return nil
+}
+
+// Run streams events from the spec's stored cursor into its consumer,
+// setting the cursor to each event's ID after the consumer returns nil
+// (events a consumer's filter skips count as consumed). It blocks until an
+// error occurs and always returns a non-nil error; cancel ctx to stop it.
+//
+// Errors are wrapped with what failed: "get cursor error", "reset error",
+// "recv error" (including ErrHeadReached and context errors from the
+// stream), "consume error" (the cursor stays at the previous event, so the
+// next Run resumes at the failed event) and "set cursor error". An error
+// from opening the stream is returned as is.
+//
+// On every exit Run closes the stream client if it implements io.Closer,
+// then flushes the cursor store (best effort, with a context that is not
+// cancelled).
+//
+// Lag options (WithStreamLag) are not forwarded to the stream: Run waits
+// until each event is old enough, measured on the local clock.
+func Run(ctx context.Context, s Spec) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer func() { _ = s.store.Flush(context.WithoutCancel(ctx)) }()
+
+	name := s.consumer.Name()
+	cursor, err := s.store.GetCursor(ctx, name)
+	if err != nil {
+		return fmt.Errorf("get cursor error: %w", err)
+	}
+
+	switch r := s.consumer.(type) {
+	case ResetterCtx:
+		err = r.Reset(ctx)
+	case resetter:
+		err = r.Reset()
+	}
+	if err != nil {
+		return fmt.Errorf("reset error: %w", err)
+	}
+
+	var (
+		lag  time.Duration
+		opts = make([]StreamOption, 0, len(s.opts))
+	)
+	for _, o := range s.opts {
+		if l := ResolveOptions(o).Lag; l > 0 {
+			lag = l
+			continue
+		}
+		opts = append(opts, o)
+	}
+
+	cl, err := s.stream(ctx, cursor, opts...)
+	if err != nil {
+		return err
+	}
+	if c, ok := cl.(io.Closer); ok {
+		defer c.Close()
+	}
+
+	var timer *time.Timer
+	for {
+		e, err := cl.Recv()
+		if err != nil {
+			return fmt.Errorf("recv error: %w", err)
+		}
+		if e == nil {
+			return fmt.Errorf("recv error: %w", errNilEvent)
+		}
+		if lag > 0 {
+			if d := lag - time.Since(e.Timestamp); d > 0 {
+				if timer == nil {
+					timer = time.NewTimer(d)
+					defer timer.Stop()
+				} else {
+					timer.Reset(d)
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-timer.C:
+				}
+			}
+		}
+		if err := s.consumer.Consume(ctx, e); err != nil {
+			return fmt.Errorf("consume error: %w", err)
+		}
+		if err := s.store.SetCursor(ctx, name, e.ID); err != nil {
+			return fmt.Errorf("set cursor error: %w", err)
+		}
+	}
+}
+
+var errNilEvent = errors.New("reflex: stream returned a nil event and a nil error")
