@@ -1,0 +1,386 @@
+package reflextest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seed-e488ba2e/reflex"
+)
+
+// Appender appends events to the stream under test. It assigns IDs itself
+// (the events' ID fields are empty) and returns only once the events are
+// visible to streams. It fails t on error.
+type Appender func(t *testing.T, events ...reflex.Event)
+
+// StreamHarness describes a stream implementation to TestStreamFunc.
+type StreamHarness struct {
+	// New returns a fresh, empty stream and a function that appends to it.
+	New func(t *testing.T) (reflex.StreamFunc, Appender)
+
+	// IgnoreType, IgnoreForeignID and IgnoreMetaData name the event fields
+	// the stream does not carry; the suite does not compare them.
+	IgnoreType, IgnoreForeignID, IgnoreMetaData bool
+
+	// SkipFromHead and SkipLag skip the cases of options the stream does
+	// not support.
+	SkipFromHead, SkipLag bool
+
+	// InvalidCursors are cursors the stream must reject with an error,
+	// either from the StreamFunc or from the first Recv.
+	InvalidCursors []string
+}
+
+// guard bounds every blocking step of the suite: it is a hang guard, not a
+// speed requirement.
+const guard = 30 * time.Second
+
+type suiteType int
+
+func (t suiteType) ReflexType() int { return int(t) }
+
+// suiteEvent returns the i-th event the suite appends: foreign IDs are
+// decimal, types are 1..9 and every third event has no metadata.
+func suiteEvent(i int) reflex.Event {
+	e := reflex.Event{
+		ForeignID: strconv.Itoa(1000 + i),
+		Type:      suiteType(1 + i%9),
+	}
+	if i%3 != 0 {
+		e.MetaData = []byte("meta-" + strconv.Itoa(i))
+	}
+	return e
+}
+
+func suiteEvents(from, n int) []reflex.Event {
+	out := make([]reflex.Event, n)
+	for i := range out {
+		out[i] = suiteEvent(from + i)
+	}
+	return out
+}
+
+// TestStreamFunc checks that the stream described by h behaves as a
+// reflex.StreamFunc must: order, resumption from any cursor, tailing,
+// to-head, from-head, lag, cancellation, concurrent readers, metadata
+// fidelity and rejection of invalid cursors.
+func TestStreamFunc(t *testing.T, h StreamHarness) {
+	t.Helper()
+	s := suite{h: h}
+
+	t.Run("EmptyToHead", func(t *testing.T) {
+		stream, _ := h.New(t)
+		cl := s.open(t, stream, "", reflex.WithStreamToHead())
+		s.wantHead(t, cl)
+	})
+
+	t.Run("ToHead", func(t *testing.T) {
+		stream, add := h.New(t)
+		want := suiteEvents(0, 25)
+		add(t, want...)
+		got := s.drain(t, stream, "", reflex.WithStreamToHead())
+		s.compare(t, got, want)
+		s.uniqueIDs(t, got)
+	})
+
+	t.Run("AppendsInBatches", func(t *testing.T) {
+		stream, add := h.New(t)
+		var want []reflex.Event
+		for b := range 4 {
+			batch := suiteEvents(b*5, 5)
+			add(t, batch...)
+			want = append(want, batch...)
+		}
+		s.compare(t, s.drain(t, stream, "", reflex.WithStreamToHead()), want)
+	})
+
+	t.Run("ResumeFromCursor", func(t *testing.T) {
+		stream, add := h.New(t)
+		want := suiteEvents(0, 25)
+		add(t, want...)
+		all := s.drain(t, stream, "", reflex.WithStreamToHead())
+		if len(all) != len(want) {
+			t.Fatalf("got %d events, want %d", len(all), len(want))
+		}
+		for _, k := range []int{0, 1, 9, 23, 24} {
+			got := s.drain(t, stream, all[k].ID, reflex.WithStreamToHead())
+			s.compare(t, got, want[k+1:])
+			for i := range got {
+				if got[i].ID != all[k+1+i].ID {
+					t.Errorf("after %q: event %d has ID %q, want %q", all[k].ID, i, got[i].ID, all[k+1+i].ID)
+				}
+			}
+		}
+	})
+
+	t.Run("Tail", func(t *testing.T) {
+		stream, add := h.New(t)
+		first := suiteEvents(0, 3)
+		add(t, first...)
+		cl := s.open(t, stream, "")
+		s.compare(t, s.recvN(t, cl, 3), first)
+
+		more := suiteEvents(3, 2)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			add(t, more...)
+		}()
+		s.compare(t, s.recvN(t, cl, 2), more)
+		<-done
+	})
+
+	t.Run("FromHead", func(t *testing.T) {
+		if h.SkipFromHead {
+			t.Skip("stream does not support WithStreamFromHead")
+		}
+		stream, add := h.New(t)
+		add(t, suiteEvents(0, 5)...)
+
+		// The head is resolved when the stream is opened: events appended
+		// after opening and before the first Recv are delivered.
+		cl := s.open(t, stream, "", reflex.WithStreamFromHead(), reflex.WithStreamToHead())
+		want := suiteEvents(5, 3)
+		add(t, want...)
+		got := s.recvN(t, cl, 3)
+		s.compare(t, got, want)
+		s.wantHead(t, cl)
+
+		// The cursor is ignored.
+		cl = s.open(t, stream, got[0].ID, reflex.WithStreamFromHead(), reflex.WithStreamToHead())
+		s.wantHead(t, cl)
+
+		// Tailing from the head.
+		cl = s.open(t, stream, "", reflex.WithStreamFromHead())
+		want = suiteEvents(8, 2)
+		add(t, want...)
+		s.compare(t, s.recvN(t, cl, 2), want)
+	})
+
+	t.Run("Lag", func(t *testing.T) {
+		if h.SkipLag {
+			t.Skip("stream does not support WithStreamLag")
+		}
+		stream, add := h.New(t)
+		add(t, suiteEvents(0, 3)...)
+		cl := s.open(t, stream, "", reflex.WithStreamLag(time.Hour), reflex.WithStreamToHead())
+		s.wantHead(t, cl)
+	})
+
+	t.Run("Cancel", func(t *testing.T) {
+		stream, add := h.New(t)
+		add(t, suiteEvents(0, 1)...)
+		ctx, cancel := context.WithCancel(t.Context())
+		cl, err := stream(ctx, "")
+		if err != nil {
+			t.Fatalf("StreamFunc: %v", err)
+		}
+		closeClient(t, cl)
+		s.recvN(t, cl, 1)
+
+		errc := make(chan error, 1)
+		go func() {
+			_, err := cl.Recv()
+			errc <- err
+		}()
+		cancel()
+		select {
+		case err := <-errc:
+			if err == nil {
+				t.Fatal("Recv after cancel returned nil error")
+			}
+		case <-time.After(guard):
+			t.Fatalf("Recv did not return within %v of its context being cancelled", guard)
+		}
+		if _, err := cl.Recv(); err == nil {
+			t.Error("Recv on a cancelled stream returned nil error")
+		}
+	})
+
+	t.Run("ConcurrentStreams", func(t *testing.T) {
+		stream, add := h.New(t)
+		want := suiteEvents(0, 40)
+		add(t, want...)
+		var wg sync.WaitGroup
+		results := make([][]reflex.Event, 4)
+		for i := range results {
+			wg.Go(func() { results[i] = s.drain(t, stream, "", reflex.WithStreamToHead()) })
+		}
+		wg.Wait()
+		for _, got := range results {
+			s.compare(t, got, want)
+		}
+	})
+
+	t.Run("MetaData", func(t *testing.T) {
+		if h.IgnoreMetaData {
+			t.Skip("stream does not carry metadata")
+		}
+		stream, add := h.New(t)
+		var want []reflex.Event
+		for n := range 10 {
+			e := suiteEvent(1)
+			e.MetaData = make([]byte, n)
+			for i := range e.MetaData {
+				e.MetaData[i] = byte(250 - 31*i) // binary, includes 0x00-free and high bytes
+			}
+			want = append(want, e)
+		}
+		want = append(want, reflex.Event{ForeignID: "77", Type: suiteType(3), MetaData: []byte{0, '\n', '"', '\\', 0xff}})
+		add(t, want...)
+		s.compare(t, s.drain(t, stream, "", reflex.WithStreamToHead()), want)
+	})
+
+	t.Run("InvalidCursor", func(t *testing.T) {
+		if len(h.InvalidCursors) == 0 {
+			t.Skip("no invalid cursors given")
+		}
+		stream, add := h.New(t)
+		add(t, suiteEvents(0, 3)...)
+		for _, c := range h.InvalidCursors {
+			cl, err := stream(t.Context(), c, reflex.WithStreamToHead())
+			if err != nil {
+				continue
+			}
+			e, err := cl.Recv()
+			closeClient(t, cl)
+			if err == nil {
+				t.Errorf("cursor %q: Recv returned event %q, want an error", c, e.ID)
+			} else if reflex.IsHeadReachedErr(err) {
+				t.Errorf("cursor %q: Recv returned %v, want an error about the cursor", c, err)
+			}
+		}
+	})
+
+	t.Run("CloseTwice", func(t *testing.T) {
+		stream, add := h.New(t)
+		add(t, suiteEvents(0, 2)...)
+		cl, err := stream(t.Context(), "", reflex.WithStreamToHead())
+		if err != nil {
+			t.Fatalf("StreamFunc: %v", err)
+		}
+		c, ok := cl.(io.Closer)
+		if !ok {
+			t.Skip("client is not an io.Closer")
+		}
+		if _, err := cl.Recv(); err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		_ = c.Close()
+		_ = c.Close() // must not panic
+		if e, err := cl.Recv(); err == nil {
+			t.Errorf("Recv after Close returned event %q, want an error", e.ID)
+		}
+	})
+}
+
+type suite struct{ h StreamHarness }
+
+func (s suite) open(t *testing.T, stream reflex.StreamFunc, after string, opts ...reflex.StreamOption) reflex.StreamClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	t.Cleanup(cancel)
+	cl, err := stream(ctx, after, opts...)
+	if err != nil {
+		t.Fatalf("StreamFunc(after=%q): %v", after, err)
+	}
+	closeClient(t, cl)
+	return cl
+}
+
+func closeClient(t *testing.T, cl reflex.StreamClient) {
+	if c, ok := cl.(io.Closer); ok {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+}
+
+// recvN receives n events or fails.
+func (s suite) recvN(t *testing.T, cl reflex.StreamClient, n int) []reflex.Event {
+	t.Helper()
+	out := make([]reflex.Event, 0, n)
+	for range n {
+		e, err := cl.Recv()
+		if err != nil {
+			t.Fatalf("Recv after %d of %d events: %v", len(out), n, err)
+		}
+		if e == nil {
+			t.Fatalf("Recv after %d events returned nil event and nil error", len(out))
+		}
+		out = append(out, *e)
+	}
+	return out
+}
+
+func (s suite) wantHead(t *testing.T, cl reflex.StreamClient) {
+	t.Helper()
+	e, err := cl.Recv()
+	if err == nil {
+		t.Fatalf("Recv returned event %q (foreign id %q), want ErrHeadReached", e.ID, e.ForeignID)
+	}
+	if !reflex.IsHeadReachedErr(err) {
+		t.Fatalf("Recv error = %v, want one for which IsHeadReachedErr is true", err)
+	}
+}
+
+// drain reads a to-head stream until ErrHeadReached.
+func (s suite) drain(t *testing.T, stream reflex.StreamFunc, after string, opts ...reflex.StreamOption) []reflex.Event {
+	t.Helper()
+	cl := s.open(t, stream, after, opts...)
+	var out []reflex.Event
+	for {
+		e, err := cl.Recv()
+		if reflex.IsHeadReachedErr(err) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("Recv after %d events: %v", len(out), err)
+			return nil
+		}
+		out = append(out, *e)
+	}
+}
+
+func (s suite) compare(t *testing.T, got, want []reflex.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("got %d events, want %d", len(got), len(want))
+	}
+	for i := range min(len(got), len(want)) {
+		if err := s.diff(got[i], want[i]); err != nil {
+			t.Errorf("event %d (ID %q): %v", i, got[i].ID, err)
+		}
+	}
+}
+
+func (s suite) diff(got, want reflex.Event) error {
+	switch {
+	case got.ID == "":
+		return errors.New("empty ID")
+	case got.Timestamp.IsZero():
+		return errors.New("zero Timestamp")
+	case !s.h.IgnoreForeignID && got.ForeignID != want.ForeignID:
+		return fmt.Errorf("ForeignID = %q, want %q", got.ForeignID, want.ForeignID)
+	case !s.h.IgnoreType && (got.Type == nil || got.Type.ReflexType() != want.Type.ReflexType()):
+		return fmt.Errorf("Type = %v, want %d", got.Type, want.Type.ReflexType())
+	case !s.h.IgnoreMetaData && !bytes.Equal(got.MetaData, want.MetaData):
+		return fmt.Errorf("MetaData = %q, want %q", got.MetaData, want.MetaData)
+	}
+	return nil
+}
+
+func (s suite) uniqueIDs(t *testing.T, events []reflex.Event) {
+	t.Helper()
+	seen := make(map[string]bool, len(events))
+	for _, e := range events {
+		if seen[e.ID] {
+			t.Errorf("ID %q delivered twice", e.ID)
+		}
+		seen[e.ID] = true
+	}
+}
