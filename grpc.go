@@ -1,0 +1,336 @@
+package reflex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/seed-e488ba2e/reflex/reflexpb"
+)
+
+// StreamClientPB is the client side of a generated reflex streaming RPC
+// (reflexpb.Reflex_StreamClient, or any service reusing reflexpb.Event).
+type StreamClientPB interface {
+	Recv() (*reflexpb.Event, error)
+}
+
+// StreamServerPB is the server side of a generated reflex streaming RPC
+// (reflexpb.Reflex_StreamServer, or any service reusing reflexpb.Event).
+type StreamServerPB interface {
+	Context() context.Context
+	Send(*reflexpb.Event) error
+}
+
+// Server serves StreamFuncs over gRPC stream methods and stops them all on
+// shutdown. The zero value is not usable; call NewServer. It is safe for
+// concurrent use.
+type Server struct {
+	stopped context.Context
+	stop    context.CancelFunc
+}
+
+// NewServer returns a running Server.
+func NewServer() *Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{stopped: ctx, stop: cancel}
+}
+
+// Stop ends every stream being served with ErrStopped, and makes later
+// Stream calls return ErrStopped at once. Call it before the gRPC server's
+// GracefulStop. Stop is idempotent and safe for concurrent use.
+func (s *Server) Stop() { s.stop() }
+
+// Stream serves the events of sFn for one gRPC stream call: it opens
+// sFn(ctx, req.After, options from req) with a context that ends when the
+// client goes away or the Server stops, and sends every event until an
+// error occurs. It blocks until then and always returns a non-nil error,
+// suitable for returning from the gRPC handler.
+//
+// ErrHeadReached and ErrStopped are returned as gRPC statuses (codes
+// OutOfRange and Unavailable) that WrapStreamPB turns back into errors for
+// which IsHeadReachedErr and IsStoppedErr are true; errors.Is also works on
+// the server side. An invalid request (negative or malformed lag) returns
+// an InvalidArgument status.
+//
+// Back-pressure comes from gRPC flow control: Send blocks while the
+// client's window is full. The stream client is closed if it implements
+// io.Closer. sFn's clients must return from Recv once their context is
+// done, or Stop cannot end them.
+func (s *Server) Stream(sFn StreamFunc, req *reflexpb.StreamRequest, ss StreamServerPB) error {
+	if s.stopped.Err() != nil {
+		return wireError(ErrStopped)
+	}
+	opts, err := optionsFromProto(req.GetOptions())
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	defer context.AfterFunc(s.stopped, cancel)()
+
+	cl, err := sFn(ctx, req.GetAfter(), opts...)
+	if err != nil {
+		return s.result(err)
+	}
+	if c, ok := cl.(io.Closer); ok {
+		defer c.Close()
+	}
+	// Tell the client the stream is open (its head is resolved): a client
+	// streaming from the head waits for this before returning.
+	if err := grpc.SendHeader(ss.Context(), metadata.Pairs(headerOpened, "1")); err != nil {
+		return s.result(err)
+	}
+	for {
+		e, err := cl.Recv()
+		if err != nil {
+			return s.result(err)
+		}
+		pb, err := eventToProto(e)
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		if err := ss.Send(pb); err != nil {
+			return s.result(err)
+		}
+	}
+}
+
+// result maps the error that ended a stream to what the handler returns.
+func (s *Server) result(err error) error {
+	if err == nil {
+		err = errNilEvent
+	}
+	if s.stopped.Err() != nil {
+		return wireError(ErrStopped)
+	}
+	return wireError(err)
+}
+
+// headerOpened is the response header a Server sends once the stream
+// function has opened its stream.
+const headerOpened = "reflex-stream-opened"
+
+// WrapStreamPB returns a StreamFunc that streams over a gRPC stream
+// method: wrap opens the RPC (for example a closure around
+// reflexpb.ReflexClient.Stream). Stream options are sent to the server;
+// Recv converts messages to events and maps the server's ErrHeadReached and
+// ErrStopped statuses back to those sentinels. The returned client is an
+// io.Closer that cancels the RPC; Recv after Close returns
+// context.Canceled.
+//
+// With WithStreamFromHead, the StreamFunc waits for the server's response
+// headers (a Server sends them as soon as its stream is open), so events
+// added after the StreamFunc returns are delivered. This needs the RPC
+// client to have the Header method that generated clients have.
+func WrapStreamPB(wrap func(context.Context, *reflexpb.StreamRequest) (StreamClientPB, error)) StreamFunc {
+	return func(ctx context.Context, after string, opts ...StreamOption) (StreamClient, error) {
+		pbOpts, err := optionsToProto(ResolveOptions(opts...))
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		cl, err := wrap(ctx, &reflexpb.StreamRequest{After: after, Options: pbOpts})
+		if err != nil {
+			cancel()
+			return nil, fromWire(err)
+		}
+		if o := ResolveOptions(opts...); o.StreamFromHead {
+			if h, ok := cl.(interface{ Header() (metadata.MD, error) }); ok {
+				if _, err := h.Header(); err != nil {
+					cancel()
+					return nil, fromWire(err)
+				}
+			}
+		}
+		return &pbClient{ctx: ctx, cl: cl, cancel: cancel}, nil
+	}
+}
+
+type pbClient struct {
+	ctx    context.Context
+	cl     StreamClientPB
+	cancel context.CancelFunc
+}
+
+func (c *pbClient) Recv() (*Event, error) {
+	if err := c.ctx.Err(); err != nil {
+		return nil, err
+	}
+	pb, err := c.cl.Recv()
+	if err != nil {
+		return nil, fromWire(err)
+	}
+	return eventFromProto(pb)
+}
+
+// Close cancels the RPC. It is idempotent.
+func (c *pbClient) Close() error {
+	c.cancel()
+	return nil
+}
+
+// eventToProto converts an event for the wire.
+func eventToProto(e *Event) (*reflexpb.Event, error) {
+	if e.Type == nil {
+		return nil, fmt.Errorf("reflex: event %q has a nil Type", e.ID)
+	}
+	t := e.Type.ReflexType()
+	if int(int32(t)) != t {
+		return nil, fmt.Errorf("reflex: event %q: type %d does not fit in int32", e.ID, t)
+	}
+	return &reflexpb.Event{
+		Id:        e.ID,
+		Type:      int32(t),
+		ForeignId: e.ForeignID,
+		Timestamp: timestamppb.New(e.Timestamp),
+		Metadata:  e.MetaData,
+		Trace:     e.Trace,
+	}, nil
+}
+
+// eventFromProto converts a wire event. A missing timestamp becomes the
+// Unix epoch; an out-of-range one is an error.
+func eventFromProto(pb *reflexpb.Event) (*Event, error) {
+	if pb == nil {
+		return nil, errors.New("reflex: received a nil event")
+	}
+	ts := time.Unix(0, 0).UTC()
+	if pb.Timestamp != nil {
+		if err := pb.Timestamp.CheckValid(); err != nil {
+			return nil, fmt.Errorf("reflex: event %q: invalid timestamp: %w", pb.Id, err)
+		}
+		ts = pb.Timestamp.AsTime()
+	}
+	return &Event{
+		ID:        pb.Id,
+		Type:      eventType(pb.Type),
+		ForeignID: pb.ForeignId,
+		Timestamp: ts,
+		MetaData:  pb.Metadata,
+		Trace:     pb.Trace,
+	}, nil
+}
+
+// optionsToProto converts options for the wire. The message is always
+// present; lag is set only when positive.
+func optionsToProto(o StreamOptions) (*reflexpb.StreamOptions, error) {
+	if o.Lag < 0 {
+		return nil, fmt.Errorf("reflex: negative stream lag %v", o.Lag)
+	}
+	pb := &reflexpb.StreamOptions{FromHead: o.StreamFromHead, ToHead: o.StreamToHead}
+	if o.Lag > 0 {
+		pb.Lag = durationpb.New(o.Lag)
+	}
+	return pb, nil
+}
+
+// optionsFromProto converts wire options; nil means none.
+func optionsFromProto(pb *reflexpb.StreamOptions) ([]StreamOption, error) {
+	var opts []StreamOption
+	if pb.GetLag() != nil {
+		if err := pb.Lag.CheckValid(); err != nil {
+			return nil, fmt.Errorf("reflex: invalid stream lag: %w", err)
+		}
+		lag := pb.Lag.AsDuration()
+		if lag < 0 {
+			return nil, fmt.Errorf("reflex: negative stream lag %v", lag)
+		}
+		if lag > 0 {
+			opts = append(opts, WithStreamLag(lag))
+		}
+	}
+	if pb.GetFromHead() {
+		opts = append(opts, WithStreamFromHead())
+	}
+	if pb.GetToHead() {
+		opts = append(opts, WithStreamToHead())
+	}
+	return opts, nil
+}
+
+// errorDomain is the ErrorInfo domain of reflex statuses.
+const errorDomain = "reflex"
+
+// wireSentinels are the errors that keep their identity across gRPC.
+var wireSentinels = []struct {
+	err    error
+	code   codes.Code
+	reason string
+}{
+	{ErrHeadReached, codes.OutOfRange, "HEAD_REACHED"},
+	{ErrStopped, codes.Unavailable, "STOPPED"},
+}
+
+// statusErr is an error with a gRPC status that still unwraps to its
+// cause, so errors.Is works on both sides of the wire.
+type statusErr struct {
+	st  *status.Status
+	err error
+}
+
+func (e *statusErr) Error() string              { return e.st.Message() }
+func (e *statusErr) Unwrap() error              { return e.err }
+func (e *statusErr) GRPCStatus() *status.Status { return e.st }
+
+// wireError returns err with a gRPC status: the sentinel statuses with an
+// ErrorInfo detail, status codes for context errors, and err unchanged
+// otherwise.
+func wireError(err error) error {
+	for _, w := range wireSentinels {
+		if errors.Is(err, w.err) {
+			st := status.New(w.code, err.Error())
+			if d, derr := st.WithDetails(&errdetails.ErrorInfo{Domain: errorDomain, Reason: w.reason}); derr == nil {
+				st = d
+			}
+			return &statusErr{st: st, err: err}
+		}
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return &statusErr{st: status.New(codes.Canceled, err.Error()), err: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &statusErr{st: status.New(codes.DeadlineExceeded, err.Error()), err: err}
+	}
+	return err
+}
+
+// fromWire maps a status received from a server back to the sentinel it
+// carries, keeping the status. Other errors are returned unchanged.
+func fromWire(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() == codes.OK {
+		return err
+	}
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetDomain() != errorDomain {
+			continue
+		}
+		for _, w := range wireSentinels {
+			if info.GetReason() == w.reason {
+				return &statusErr{st: st, err: w.err}
+			}
+		}
+	}
+	// Servers that send no details but the bare sentinel message.
+	for _, w := range wireSentinels {
+		if st.Message() == w.err.Error() {
+			return &statusErr{st: st, err: w.err}
+		}
+	}
+	return err
+}
