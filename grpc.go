@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -86,9 +85,7 @@ func (s *Server) Stream(sFn StreamFunc, req *reflexpb.StreamRequest, ss StreamSe
 	if c, ok := cl.(io.Closer); ok {
 		defer c.Close()
 	}
-	// Tell the client the stream is open (its head is resolved): a client
-	// streaming from the head waits for this before returning.
-	if err := grpc.SendHeader(ss.Context(), metadata.Pairs(headerOpened, "1")); err != nil {
+	if err := sendOpened(ss); err != nil {
 		return s.result(err)
 	}
 	for {
@@ -115,6 +112,17 @@ func (s *Server) result(err error) error {
 		return wireError(ErrStopped)
 	}
 	return wireError(err)
+}
+
+// sendOpened tells the client that the stream is open (its head is
+// resolved) by sending the response headers, if ss can send headers (gRPC
+// server streams can): a client streaming from the head waits for them.
+func sendOpened(ss any) error {
+	h, ok := ss.(interface{ SendHeader(metadata.MD) error })
+	if !ok {
+		return nil
+	}
+	return h.SendHeader(metadata.Pairs(headerOpened, "1"))
 }
 
 // headerOpened is the response header a Server sends once the stream
@@ -202,24 +210,33 @@ func eventToProto(e *Event) (*reflexpb.Event, error) {
 // eventFromProto converts a wire event. A missing timestamp becomes the
 // Unix epoch; an out-of-range one is an error.
 func eventFromProto(pb *reflexpb.Event) (*Event, error) {
+	var e Event
+	if err := eventFromProtoInto(&e, pb); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+func eventFromProtoInto(e *Event, pb *reflexpb.Event) error {
 	if pb == nil {
-		return nil, errors.New("reflex: received a nil event")
+		return errors.New("reflex: received a nil event")
 	}
 	ts := time.Unix(0, 0).UTC()
 	if pb.Timestamp != nil {
 		if err := pb.Timestamp.CheckValid(); err != nil {
-			return nil, fmt.Errorf("reflex: event %q: invalid timestamp: %w", pb.Id, err)
+			return fmt.Errorf("reflex: event %q: invalid timestamp: %w", pb.Id, err)
 		}
 		ts = pb.Timestamp.AsTime()
 	}
-	return &Event{
+	*e = Event{
 		ID:        pb.Id,
 		Type:      eventType(pb.Type),
 		ForeignID: pb.ForeignId,
 		Timestamp: ts,
 		MetaData:  pb.Metadata,
 		Trace:     pb.Trace,
-	}, nil
+	}
+	return nil
 }
 
 // optionsToProto converts options for the wire. The message is always

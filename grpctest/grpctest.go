@@ -17,23 +17,33 @@ import (
 	"github.com/seed-e488ba2e/reflex/reflexpb"
 )
 
-// Server is a gRPC server on 127.0.0.1 serving one reflex stream as
-// reflexpb.Reflex/Stream.
+// Server is a gRPC server on 127.0.0.1 serving one reflex stream as the
+// reflexpb.Reflex service (Stream and StreamBatch).
 type Server struct {
 	reflexpb.UnimplementedReflexServer
 
-	stream reflex.StreamFunc
-	rs     *reflex.Server
-	gs     *grpc.Server
-	sent   atomic.Int64
-	done   chan struct{} // closed when Serve returns
-	once   sync.Once
+	stream  reflex.StreamFunc
+	rs      *reflex.Server
+	gs      *grpc.Server
+	noBatch bool
+	sent    atomic.Int64
+	done    chan struct{} // closed when Serve returns
+	once    sync.Once
+}
+
+// ServerOption configures a Server.
+type ServerOption func(*Server)
+
+// WithoutBatch makes the server answer StreamBatch with Unimplemented, as
+// servers built before batches were added do.
+func WithoutBatch() ServerOption {
+	return func(s *Server) { s.noBatch = true }
 }
 
 // NewServer starts a server for stream on a free loopback port and returns
 // it with its address. The store argument is unused (kept for API
 // compatibility). The server stops when the test ends.
-func NewServer(tb testing.TB, stream reflex.StreamFunc, store reflex.CursorStore) (*Server, string) {
+func NewServer(tb testing.TB, stream reflex.StreamFunc, store reflex.CursorStore, opts ...ServerOption) (*Server, string) {
 	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,6 +54,9 @@ func NewServer(tb testing.TB, stream reflex.StreamFunc, store reflex.CursorStore
 		rs:     reflex.NewServer(),
 		gs:     grpc.NewServer(),
 		done:   make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	reflexpb.RegisterReflexServer(s.gs, s)
 	go func() {
@@ -68,6 +81,27 @@ func (c countingServer) Send(e *reflexpb.Event) error {
 	err := c.Reflex_StreamServer.Send(e)
 	if err == nil {
 		c.n.Add(1)
+	}
+	return err
+}
+
+// StreamBatch implements reflexpb.ReflexServer.
+func (s *Server) StreamBatch(req *reflexpb.StreamRequest, ss reflexpb.Reflex_StreamBatchServer) error {
+	if s.noBatch {
+		return s.UnimplementedReflexServer.StreamBatch(req, ss)
+	}
+	return s.rs.StreamBatch(s.stream, req, countingBatchServer{ss, &s.sent})
+}
+
+type countingBatchServer struct {
+	reflexpb.Reflex_StreamBatchServer
+	n *atomic.Int64
+}
+
+func (c countingBatchServer) Send(b *reflexpb.EventBatch) error {
+	err := c.Reflex_StreamBatchServer.Send(b)
+	if err == nil {
+		c.n.Add(int64(len(b.GetEvents())))
 	}
 	return err
 }
@@ -100,8 +134,12 @@ type Client struct {
 	conn      *grpc.ClientConn
 	closeOnce sync.Once
 	closeErr  error
-	// StreamEvents streams the server's events.
+	// StreamEvents streams the server's events in batches (falling back
+	// to one event per message for servers without StreamBatch).
 	StreamEvents reflex.StreamFunc
+	// StreamEventsSingle streams the server's events one per message, as
+	// clients built before batches were added do.
+	StreamEventsSingle reflex.StreamFunc
 }
 
 // NewClient connects to addr without TLS. The connection is closed when
@@ -114,8 +152,9 @@ func NewClient(tb testing.TB, addr string) *Client {
 	}
 	rc := reflexpb.NewReflexClient(conn)
 	c := &Client{
-		conn: conn,
-		StreamEvents: reflex.WrapStreamPB(func(ctx context.Context, req *reflexpb.StreamRequest) (reflex.StreamClientPB, error) {
+		conn:         conn,
+		StreamEvents: reflex.GRPCStreamFunc(conn),
+		StreamEventsSingle: reflex.WrapStreamPB(func(ctx context.Context, req *reflexpb.StreamRequest) (reflex.StreamClientPB, error) {
 			return rc.Stream(ctx, req)
 		}),
 	}

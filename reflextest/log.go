@@ -187,3 +187,14 @@ func (c *logClient) wait(d time.Duration) error {
 		return nil
 	}
 }
+
+// Buffered implements reflex.Buffered: the events Recv can return without
+// waiting (0 with a lag option, which may make Recv wait).
+func (c *logClient) Buffered() int {
+	if c.opts.Lag > 0 {
+		return 0
+	}
+	c.log.mu.Lock()
+	defer c.log.mu.Unlock()
+	return max(len(c.log.events)-c.next, 0)
+}
