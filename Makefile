@@ -5,8 +5,9 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 
 BIN      := $(CURDIR)/.bin
 GO_FILES  = $(shell git ls-files '*.go' | grep -v '\.pb\.go$$')
-# The leading underscore hides _example from ./...: name it explicitly.
-EXAMPLE   = $(if $(wildcard _example/*),./_example/...,)
+# The leading underscore hides _example from ./... (and from ./_example/...):
+# name each of its packages explicitly.
+EXAMPLE   = $(shell find _example -name '*.go' -printf './%h\n' 2>/dev/null | sort -u)
 
 .PHONY: help lint test test-short bench generate db-up db-down demo
 
