@@ -41,8 +41,7 @@ type ConsumerError struct {
 
 // IDInt returns the record ID as an int64, or 0 if it is not an integer.
 func (e *ConsumerError) IDInt() int64 {
-	i, _ := strconv.ParseInt(e.ID, 10, 64)
-	return i
+	return parseInt(e.ID)
 }
 
 // IsIDInt reports whether the record ID is an int64.
@@ -53,8 +52,7 @@ func (e *ConsumerError) IsIDInt() bool {
 
 // EventIDInt returns the event ID as an int64, or 0 if it is not an integer.
 func (e *ConsumerError) EventIDInt() int64 {
-	i, _ := strconv.ParseInt(e.EventID, 10, 64)
-	return i
+	return parseInt(e.EventID)
 }
 
 // IsEventIDInt reports whether the event ID is an int64.

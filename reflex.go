@@ -40,8 +40,7 @@ type Event struct {
 
 // IDInt returns the event ID as an int64, or 0 if it is not a base-10 integer.
 func (e *Event) IDInt() int64 {
-	i, _ := strconv.ParseInt(e.ID, 10, 64)
-	return i
+	return parseInt(e.ID)
 }
 
 // IsIDInt reports whether the event ID is a base-10 int64.
@@ -53,8 +52,7 @@ func (e *Event) IsIDInt() bool {
 // ForeignIDInt returns the foreign ID as an int64, or 0 if it is not a
 // base-10 integer.
 func (e *Event) ForeignIDInt() int64 {
-	i, _ := strconv.ParseInt(e.ForeignID, 10, 64)
-	return i
+	return parseInt(e.ForeignID)
 }
 
 // IsForeignIDInt reports whether the foreign ID is a base-10 int64.
@@ -127,4 +125,14 @@ type CursorStore interface {
 
 	// Flush writes any buffered cursors to the underlying store.
 	Flush(ctx context.Context) error
+}
+
+// parseInt returns s as a base-10 int64, or 0 when it is not one (including
+// on overflow, where strconv would clamp).
+func parseInt(s string) int64 {
+	i, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return i
 }

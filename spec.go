@@ -160,6 +160,9 @@ func Run(ctx context.Context, s Spec) error {
 	if err != nil {
 		return err
 	}
+	if cl == nil {
+		return errNilClient
+	}
 	if c, ok := cl.(io.Closer); ok {
 		defer c.Close()
 	}
@@ -197,4 +200,7 @@ func Run(ctx context.Context, s Spec) error {
 	}
 }
 
-var errNilEvent = errors.New("reflex: stream returned a nil event and a nil error")
+var (
+	errNilEvent  = errors.New("reflex: stream returned a nil event and a nil error")
+	errNilClient = errors.New("reflex: stream function returned a nil client and a nil error")
+)
