@@ -1,0 +1,142 @@
+package rblob_test
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/fileblob"
+
+	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/rblob"
+)
+
+var long = flag.Bool("long", false, "benchmark catch-up over 1,000,000 events instead of 100,000")
+
+// benchBucket writes n archived events, 10,000 per object, into a fileblob
+// bucket.
+func benchBucket(b *testing.B, n int) *blob.Bucket {
+	b.Helper()
+	raw, err := fileblob.OpenBucket(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = raw.Close() })
+	const per = rblob.DefaultArchiveMaxEvents
+	var sb strings.Builder
+	for first := 1; first <= n; first += per {
+		sb.Reset()
+		for i := first; i < first+per && i <= n; i++ {
+			e := testEvent(i)
+			e.ID = fmt.Sprint(i)
+			sb.WriteString(rblob.EncodeRecord(&e))
+		}
+		if err := raw.WriteAll(b.Context(), key(first), []byte(sb.String()), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return raw
+}
+
+// BenchmarkCatchUp reports the events/s of a stream catching up over a
+// fileblob bucket (100,000 events; 1,000,000 with -long), next to a raw
+// read of the same objects (open each and count lines) and a stream that
+// also decodes each archived event.
+func BenchmarkCatchUp(b *testing.B) {
+	n := 100_000
+	if *long {
+		n = 1_000_000
+	}
+	raw := benchBucket(b, n)
+	report := func(b *testing.B) {
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	}
+
+	b.Run(fmt.Sprintf("events=%d/stream", n), func(b *testing.B) {
+		bucket := rblob.NewBucket("bench", raw)
+		for b.Loop() {
+			if got := countStream(b, bucket, false); got != n {
+				b.Fatalf("streamed %d events, want %d", got, n)
+			}
+		}
+		report(b)
+	})
+	b.Run(fmt.Sprintf("events=%d/stream+decode", n), func(b *testing.B) {
+		bucket := rblob.NewBucket("bench", raw)
+		for b.Loop() {
+			if got := countStream(b, bucket, true); got != n {
+				b.Fatalf("streamed %d events, want %d", got, n)
+			}
+		}
+		report(b)
+	})
+	b.Run(fmt.Sprintf("events=%d/raw", n), func(b *testing.B) {
+		buf := make([]byte, 64<<10)
+		for b.Loop() {
+			if got := countLines(b, raw, buf); got != n {
+				b.Fatalf("counted %d lines, want %d", got, n)
+			}
+		}
+		report(b)
+	})
+}
+
+func countStream(b *testing.B, bucket *rblob.Bucket, decode bool) int {
+	cl, err := bucket.Stream(b.Context(), "", reflex.WithStreamToHead())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.(io.Closer).Close()
+	n := 0
+	for {
+		e, err := cl.Recv()
+		if reflex.IsHeadReachedErr(err) {
+			return n
+		} else if err != nil {
+			b.Fatal(err)
+		}
+		if decode {
+			orig, err := rblob.DecodeArchived(e)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sinkTime = orig.Timestamp
+		}
+		n++
+	}
+}
+
+var sinkTime time.Time
+
+func countLines(b *testing.B, raw *blob.Bucket, buf []byte) int {
+	n := 0
+	it := raw.List(nil)
+	for {
+		obj, err := it.Next(b.Context())
+		if errors.Is(err, io.EOF) {
+			return n
+		} else if err != nil {
+			b.Fatal(err)
+		}
+		r, err := raw.NewReader(b.Context(), obj.Key, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			m, err := r.Read(buf)
+			n += bytes.Count(buf[:m], []byte{'\n'})
+			if errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				b.Fatal(err)
+			}
+		}
+		_ = r.Close()
+	}
+}
