@@ -15,8 +15,9 @@ help:
 	@echo "make lint        gofmt and go vet"
 	@echo "make test        all tests with -race against a throw-away MariaDB (installed with apt-get if missing)"
 	@echo "make test-short  tests that need no database"
-	@echo "make bench       benchmarks against a throw-away MariaDB"
+	@echo "make bench       Go benchmarks and cmd/reflexbench against a throw-away MariaDB (BENCHFLAGS=-quick)"
 	@echo "make generate    regenerate reflexpb with pinned protoc plugins; fails if the committed code differs"
+	@echo "make demo        run the example services on SQLite (go run ./_example/demo)"
 	@echo "make db-up       start a MariaDB on 127.0.0.1 for interactive use (prints DB_TEST_URI)"
 	@echo "make db-down     stop it"
 
@@ -32,8 +33,10 @@ test:
 test-short:
 	go test -short -race -count=1 ./... $(EXAMPLE)
 
+# bench runs the Go benchmarks, then cmd/reflexbench (workloads W1-W6 with
+# baselines measured in the same run); BENCHFLAGS=-quick for a short run.
 bench:
-	scripts/mariadb.sh run go test -run '^$$' -bench . -benchmem -count=1 ./...
+	scripts/mariadb.sh run sh -c "go test -run '^$$' -bench . -benchmem -count=1 ./... && go run ./cmd/reflexbench $(BENCHFLAGS)"
 
 generate:
 	@command -v protoc >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null; }
@@ -41,6 +44,9 @@ generate:
 	GOBIN=$(BIN) GOFLAGS= go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	PATH="$(BIN):$$PATH" go generate ./reflexpb
 	git diff --exit-code -- reflexpb
+
+demo:
+	go run ./_example/demo
 
 db-up:
 	@scripts/mariadb.sh up

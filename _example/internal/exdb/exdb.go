@@ -1,0 +1,104 @@
+// Package exdb opens the example services' databases: SQLite files by
+// default, or databases on a MySQL/MariaDB server.
+package exdb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/seed-e488ba2e/reflex/rsql"
+)
+
+// DB is an open example database and the rsql dialect to use with it.
+type DB struct {
+	*sql.DB
+	Dialect rsql.Dialect
+	// MySQL reports whether DB is on a MySQL/MariaDB server.
+	MySQL bool
+	// Where describes the location, for messages.
+	Where string
+}
+
+var validName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// Open opens the database called name. With target "" or a folder path it
+// is the SQLite file dir/name.db (the folder is created); with target
+// "mysql://DSN/" (a go-sql-driver/mysql DSN ending in "/") it is the
+// database name on that server, created if missing.
+func Open(ctx context.Context, target, dir, name string) (*DB, error) {
+	if !validName.MatchString(name) {
+		return nil, fmt.Errorf("exdb: invalid database name %q", name)
+	}
+	if dsn, ok := strings.CutPrefix(target, "mysql://"); ok {
+		return openMySQL(ctx, dsn, name)
+	}
+	if target != "" {
+		return nil, fmt.Errorf("exdb: unsupported database %q (want empty for SQLite or mysql://user@tcp(host:port)/)", target)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("exdb: %w", err)
+	}
+	path := filepath.Join(dir, name+".db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite")
+	if err != nil {
+		return nil, fmt.Errorf("exdb: open %s: %w", path, err)
+	}
+	// SQLite has one writer at a time; a small pool keeps lock waits short.
+	db.SetMaxOpenConns(4)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("exdb: open %s: %w", path, err)
+	}
+	return &DB{DB: db, Dialect: rsql.SQLite, Where: path}, nil
+}
+
+func openMySQL(ctx context.Context, dsn, name string) (*DB, error) {
+	if !strings.HasSuffix(dsn, "/") {
+		return nil, fmt.Errorf("exdb: MySQL DSN %q must end in \"/\"", dsn)
+	}
+	root, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("exdb: %w", err)
+	}
+	defer root.Close()
+	if _, err := root.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS "+name); err != nil {
+		return nil, fmt.Errorf("exdb: create database %s on %s: %w", name, dsn, err)
+	}
+	cfg, err := mysql.ParseDSN(dsn + name)
+	if err != nil {
+		return nil, fmt.Errorf("exdb: %w", err)
+	}
+	cfg.ParseTime, cfg.Loc = true, time.UTC
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["time_zone"] = "'+00:00'"
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, fmt.Errorf("exdb: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("exdb: %w", err)
+	}
+	return &DB{DB: db, Dialect: rsql.MySQL, MySQL: true, Where: cfg.Addr + "/" + name}, nil
+}
+
+// Exec runs statements in order, stopping at the first error.
+func (db *DB) Exec(ctx context.Context, stmts ...string) error {
+	for _, s := range stmts {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("exdb: %s: %w", strings.Fields(s)[0:3], err)
+		}
+	}
+	return nil
+}
