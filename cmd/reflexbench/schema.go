@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// createEvents creates an events table with the default rsql columns and a
+// metadata column.
+func createEvents(ctx context.Context, db *sql.DB, name string) error {
+	_, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+name)
+	if err != nil {
+		return err
+	}
+	_, err = db.ExecContext(ctx, `CREATE TABLE `+name+` (
+		id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
+		foreign_id varchar(255) NOT NULL,
+		timestamp datetime(6) NOT NULL,
+		type int NOT NULL,
+		metadata blob NULL
+	) ENGINE=InnoDB`)
+	return err
+}
+
+// preload fills an events table with n events using multi-row inserts.
+func preload(ctx context.Context, db *sql.DB, table string, n int) error {
+	const per = 5000
+	for done := 0; done < n; done += per {
+		k := min(per, n-done)
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO " + table + " (foreign_id, timestamp, type, metadata) VALUES ")
+		args := make([]any, 0, 2*k)
+		for i := range k {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString("(?, now(6), ?, NULL)")
+			args = append(args, fmt.Sprint(done+i+1), 1+(done+i)%5)
+		}
+		if _, err := db.ExecContext(ctx, sb.String(), args...); err != nil {
+			return fmt.Errorf("preload %s: %w", table, err)
+		}
+	}
+	return nil
+}
+
+func count(ctx context.Context, db *sql.DB, table string) (int, error) {
+	var n int
+	err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n)
+	return n, err
+}

@@ -1,0 +1,869 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/reflexpb"
+	"github.com/seed-e488ba2e/reflex/rsql"
+)
+
+type benchType int
+
+func (t benchType) ReflexType() int { return int(t) }
+
+func workloads() []workload {
+	return []workload{
+		{id: "W1", title: "insert in the caller's transaction", setup: setupW1, run: runW1},
+		{id: "W2", title: "catch-up through Run", setup: setupW2, run: runW2},
+		{id: "W3", title: "catch-up over gRPC on loopback", setup: setupW3, run: runW3},
+		{id: "W4A", title: "tail latency, writer in this process", setup: setupW4, run: runW4a},
+		{id: "W4B", title: "tail latency, writer in another process", setup: setupW4, run: runW4b},
+		{id: "W5", title: "32 consumers tailing one table", setup: setupW5, run: runW5},
+		{id: "W6", title: "SQL cursors table", setup: setupW6, run: runW6},
+	}
+}
+
+// ---- W1 ---------------------------------------------------------------
+
+const w1Workers = 8
+
+func (c *config) w1Duration() time.Duration {
+	if c.quick {
+		return 2 * time.Second
+	}
+	return 8 * time.Second
+}
+
+func setupW1(c *config) string {
+	return fmt.Sprintf("%d goroutines for %s each: BEGIN; data row; event; COMMIT. Baseline: the same transaction with two plain INSERTs. InsertMany: 1 goroutine, 500 events per transaction.", w1Workers, c.w1Duration())
+}
+
+func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
+	for _, t := range []string{"w1_data"} {
+		if _, err := c.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
+			return err
+		}
+		if _, err := c.db.ExecContext(ctx, "CREATE TABLE "+t+" (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, name varchar(255) NOT NULL) ENGINE=InnoDB"); err != nil {
+			return err
+		}
+	}
+	if err := createEvents(ctx, c.db, "w1_events"); err != nil {
+		return err
+	}
+	events := rsql.NewEventsTable("w1_events")
+	plain := func(ctx context.Context, tx *sql.Tx, i int) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO w1_data (name) VALUES (?)", "user"); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO w1_events (foreign_id, timestamp, type) VALUES (?, now(6), ?)", strconv.Itoa(i), 1)
+		return err
+	}
+	withReflex := func(ctx context.Context, tx *sql.Tx, i int) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO w1_data (name) VALUES (?)", "user"); err != nil {
+			return err
+		}
+		notify, err := events.Insert(ctx, tx, strconv.Itoa(i), benchType(1))
+		if err == nil {
+			defer notify()
+		}
+		return err
+	}
+	// Alternate the order between runs so neither side always runs on a
+	// warmer server.
+	order := []func(context.Context, *sql.Tx, int) error{plain, withReflex}
+	if len(r.Metrics) > 0 && len(r.Metrics[0].Values)%2 == 1 {
+		order[0], order[1] = order[1], order[0]
+	}
+	rates := map[*func(context.Context, *sql.Tx, int) error]float64{}
+	for i := range order {
+		rate, err := txLoop(ctx, c.db, c.w1Duration(), order[i])
+		if err != nil {
+			return err
+		}
+		rates[&order[i]] = rate
+	}
+	var base, refl float64
+	if len(r.Metrics) > 0 && len(r.Metrics[0].Values)%2 == 1 {
+		base, refl = rates[&order[1]], rates[&order[0]]
+	} else {
+		base, refl = rates[&order[0]], rates[&order[1]]
+	}
+	r.add("baseline tx/s", "tx/s", "", base)
+	r.add("reflex tx/s", "tx/s", "", refl)
+	r.add("ratio reflex/baseline", "x", ">= 0.95", refl/base)
+
+	// InsertMany throughput.
+	const per = 500
+	var n int
+	start := time.Now()
+	deadline := start.Add(c.w1Duration())
+	batch := make([]rsql.EventToInsert, per)
+	for i := range batch {
+		batch[i] = rsql.EventToInsert{ForeignID: strconv.Itoa(i), Type: benchType(2)}
+	}
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		tx, err := c.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := events.InsertMany(ctx, tx, batch); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("InsertMany: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		n += per
+	}
+	r.add("InsertMany events/s", "events/s", "", float64(n)/time.Since(start).Seconds())
+	return nil
+}
+
+// txLoop runs w1Workers goroutines committing transactions built by fn for
+// d and returns committed transactions per second.
+func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Context, *sql.Tx, int) error) (float64, error) {
+	var (
+		n     atomic.Int64
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range w1Workers {
+		wg.Go(func() {
+			for i := w; time.Now().Before(deadline) && ctx.Err() == nil; i += w1Workers {
+				err := func() error {
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						return err
+					}
+					if err := fn(ctx, tx, i); err != nil {
+						tx.Rollback()
+						return err
+					}
+					return tx.Commit()
+				}()
+				if err != nil {
+					errMu.Lock()
+					first = cmp(first, err)
+					errMu.Unlock()
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds(), first
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// ---- W2 / W3: catch-up ------------------------------------------------
+
+const catchupTable = "w2_events"
+
+func (c *config) catchupN() int {
+	if c.quick {
+		return 100_000
+	}
+	return 1_000_000
+}
+
+// ensureCatchup preloads the catch-up table once per reflexbench run.
+func (c *config) ensureCatchup(ctx context.Context) error {
+	if c.preloaded {
+		return nil
+	}
+	if err := createEvents(ctx, c.db, catchupTable); err != nil {
+		return err
+	}
+	if err := preload(ctx, c.db, catchupTable, c.catchupN()); err != nil {
+		return err
+	}
+	c.preloaded = true
+	return nil
+}
+
+func setupW2(c *config) string {
+	return fmt.Sprintf("%d pre-loaded events; a child process runs reflex.Run from the start to the head (WithStreamToHead) with a no-op consumer and an in-memory cursor store, default table options. Baseline: raw SELECT id, foreign_id, timestamp, type, metadata ... WHERE id > ? ORDER BY id LIMIT N loop in this process, best of N in {1000, 5000, 10000}. Peak RSS is the child's maximum resident set.", c.catchupN())
+}
+
+func runW2(ctx context.Context, c *config, r *WorkloadReport) error {
+	if err := c.ensureCatchup(ctx); err != nil {
+		return err
+	}
+	raw, bestN, err := rawLoop(ctx, c.db, catchupTable, c.catchupN())
+	if err != nil {
+		return err
+	}
+	c.rawRate = raw
+	out, rss, err := c.runChild(ctx, "catchup", "-table", catchupTable, "-n", strconv.Itoa(c.catchupN()))
+	if err != nil {
+		return err
+	}
+	rate, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+	if err != nil {
+		return fmt.Errorf("child catchup printed %q", out)
+	}
+	r.add("raw loop rows/s", "rows/s", "", raw)
+	r.add("raw loop best LIMIT", "rows", "", float64(bestN))
+	r.add("Run events/s", "events/s", "", rate)
+	r.add("ratio Run/raw", "x", ">= 0.5", rate/raw)
+	r.add("peak RSS", "MB", "<= 30", float64(rss)/1024)
+	return nil
+}
+
+// rawLoop reads the whole table with keyset pagination for each page size
+// and returns the best rate.
+func rawLoop(ctx context.Context, db *sql.DB, table string, n int) (float64, int, error) {
+	var best float64
+	var bestN int
+	for _, limit := range []int{1000, 5000, 10000} {
+		start := time.Now()
+		var (
+			cursor int64
+			got    int
+		)
+		q := "SELECT id, foreign_id, timestamp, type, metadata FROM " + table + " WHERE id > ? ORDER BY id LIMIT " + strconv.Itoa(limit)
+		for {
+			rows, err := db.QueryContext(ctx, q, cursor)
+			if err != nil {
+				return 0, 0, err
+			}
+			k := 0
+			for rows.Next() {
+				var (
+					id   int64
+					fid  string
+					ts   time.Time
+					typ  int
+					meta []byte
+				)
+				if err := rows.Scan(&id, &fid, &ts, &typ, &meta); err != nil {
+					rows.Close()
+					return 0, 0, err
+				}
+				cursor = id
+				k++
+			}
+			if err := rows.Close(); err != nil {
+				return 0, 0, err
+			}
+			got += k
+			if k < limit {
+				break
+			}
+		}
+		if got != n {
+			return 0, 0, fmt.Errorf("raw loop read %d rows, want %d", got, n)
+		}
+		if rate := float64(got) / time.Since(start).Seconds(); rate > best {
+			best, bestN = rate, limit
+		}
+	}
+	return best, bestN, nil
+}
+
+func setupW3(c *config) string {
+	return fmt.Sprintf("the W2 table (%d events) served by reflex.Server (ReflexServer, batched frames) on 127.0.0.1; the client runs reflex.Run via GRPCStreamFunc to the head with a no-op consumer. Baseline: W2's raw loop.", c.catchupN())
+}
+
+func runW3(ctx context.Context, c *config, r *WorkloadReport) error {
+	if err := c.ensureCatchup(ctx); err != nil {
+		return err
+	}
+	if c.rawRate == 0 {
+		raw, _, err := rawLoop(ctx, c.db, catchupTable, c.catchupN())
+		if err != nil {
+			return err
+		}
+		c.rawRate = raw
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	events := rsql.NewEventsTable(catchupTable)
+	rs := reflex.NewServer()
+	gs := grpc.NewServer()
+	reflexpb.RegisterReflexServer(gs, rs.ReflexServer(events.ToStream(c.db)))
+	go gs.Serve(lis)
+	defer func() {
+		rs.Stop()
+		gs.Stop()
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	n, secs, err := runCatchup(ctx, reflex.GRPCStreamFunc(conn))
+	if err != nil {
+		return err
+	}
+	if n != c.catchupN() {
+		return fmt.Errorf("consumed %d events, want %d", n, c.catchupN())
+	}
+	rate := float64(n) / secs
+	r.add("raw loop rows/s", "rows/s", "", c.rawRate)
+	r.add("gRPC Run events/s", "events/s", ">= 1000000", rate)
+	r.add("ratio gRPC/raw", "x", "", rate/c.rawRate)
+	return nil
+}
+
+// memStore is the in-memory cursor store of the catch-up workloads.
+type memStore struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (s *memStore) GetCursor(_ context.Context, name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[name], nil
+}
+
+func (s *memStore) SetCursor(_ context.Context, name, cursor string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[name] = cursor
+	return nil
+}
+
+func (s *memStore) Flush(context.Context) error { return nil }
+
+// runCatchup runs one consumer from the start to the head.
+func runCatchup(ctx context.Context, stream reflex.StreamFunc) (int, float64, error) {
+	var n int
+	consumer := reflex.NewConsumer("bench", func(context.Context, *reflex.Event) error {
+		n++
+		return nil
+	})
+	spec := reflex.NewSpec(stream, &memStore{m: map[string]string{}}, consumer, reflex.WithStreamToHead())
+	start := time.Now()
+	err := reflex.Run(ctx, spec)
+	secs := time.Since(start).Seconds()
+	if !reflex.IsHeadReachedErr(err) {
+		return n, secs, err
+	}
+	return n, secs, nil
+}
+
+// runChild runs this executable in child mode and returns its standard
+// output and its peak RSS in KiB.
+func (c *config) runChild(ctx context.Context, args ...string) (string, int64, error) {
+	cmd := exec.CommandContext(ctx, c.self, append([]string{"child", args[0], "-dsn", c.dsn}, args[1:]...)...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", 0, fmt.Errorf("child %s: %w", args[0], err)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss
+	}
+	return string(out), rss, nil
+}
+
+// ---- W4: tail latency -------------------------------------------------
+
+const tailRate = 500
+
+func (c *config) tailDuration() time.Duration {
+	if c.quick {
+		return 4 * time.Second
+	}
+	return 20 * time.Second
+}
+
+func setupW4(c *config) string {
+	return fmt.Sprintf("a writer commits %d events/s for %s (one event per transaction, foreign id = sequence number); one consumer tails from the head through reflex.Run with default table options; latency = consume time - commit time. (a) writer in this process calls the returned notify func; (b) writer is a separate process with its own table instance.", tailRate, c.tailDuration())
+}
+
+// tail is the shared state of a tailing workload.
+type tail struct {
+	commits []atomic.Int64 // by sequence: commit time in UnixNano
+	seen    [][]int64      // per consumer: consume time in UnixNano by sequence, then latency in ns
+}
+
+func newTail(n, consumers int) *tail {
+	t := &tail{commits: make([]atomic.Int64, n), seen: make([][]int64, consumers)}
+	for i := range t.seen {
+		t.seen[i] = make([]int64, n)
+		for j := range t.seen[i] {
+			t.seen[i][j] = -1
+		}
+	}
+	return t
+}
+
+// consumer returns the consumer of index i, which cancels done when it has
+// seen all n events.
+func (t *tail) consumer(i int, remaining *atomic.Int64, cancel context.CancelFunc) reflex.Consumer {
+	n := len(t.commits)
+	var got int
+	return reflex.NewConsumer(fmt.Sprintf("tail_%d", i), func(_ context.Context, e *reflex.Event) error {
+		now := time.Now().UnixNano()
+		seq, err := strconv.Atoi(e.ForeignID)
+		if err != nil || seq < 0 || seq >= n {
+			return fmt.Errorf("unexpected foreign id %q", e.ForeignID)
+		}
+		if t.seen[i][seq] >= 0 {
+			return fmt.Errorf("consumer %d saw event %d twice", i, seq)
+		}
+		t.seen[i][seq] = now
+		if got++; got == n {
+			if remaining.Add(-1) == 0 {
+				cancel()
+			}
+		}
+		return nil
+	})
+}
+
+// runTail runs consumers tailing table until each has seen n events or
+// timeout, while write produces events.
+func runTail(ctx context.Context, db *sql.DB, events *rsql.EventsTable, t *tail, write func(ctx context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var remaining atomic.Int64
+	remaining.Store(int64(len(t.seen)))
+	var wg sync.WaitGroup
+	errs := make([]error, len(t.seen))
+	ready := make(chan struct{}, len(t.seen))
+	for i := range t.seen {
+		// Each consumer opens from the head before the writer starts.
+		stream := events.ToStream(db)
+		opened := func(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
+			cl, err := stream(ctx, after, opts...)
+			ready <- struct{}{}
+			return cl, err
+		}
+		spec := reflex.NewSpec(opened, &memStore{m: map[string]string{}}, t.consumer(i, &remaining, cancel), reflex.WithStreamFromHead())
+		wg.Go(func() { errs[i] = reflex.Run(ctx, spec) })
+	}
+	for range t.seen {
+		<-ready
+	}
+	werr := make(chan error, 1)
+	go func() { werr <- write(ctx) }()
+	timeout := time.NewTimer(time.Duration(len(t.commits))*time.Second/tailRate + 30*time.Second)
+	defer timeout.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timeout.C:
+		cancel()
+	}
+	wg.Wait()
+	if err := <-werr; err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("writer: %w", err)
+	}
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("consumer %d: %w", i, err)
+		}
+	}
+	for i := range t.seen {
+		for seq, at := range t.seen[i] {
+			if at < 0 {
+				return fmt.Errorf("consumer %d never saw event %d", i, seq)
+			}
+			// The commit time is taken after Commit returns, so a consumer
+			// can see the row a moment earlier: clamp at zero.
+			t.seen[i][seq] = max(0, at-t.commits[seq].Load())
+		}
+	}
+	return nil
+}
+
+// pace calls fn tailRate times per second for n events.
+func pace(ctx context.Context, n int, fn func(seq int) error) error {
+	start := time.Now()
+	for seq := range n {
+		due := start.Add(time.Duration(seq) * time.Second / tailRate)
+		if d := time.Until(due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		if err := fn(seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeOne(ctx context.Context, db *sql.DB, events *rsql.EventsTable, seq int) (rsql.NotifyFunc, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	notify, err := events.Insert(ctx, tx, strconv.Itoa(seq), benchType(1))
+	if err != nil {
+		return nil, err
+	}
+	return notify, tx.Commit()
+}
+
+func percentiles(r *WorkloadReport, prefix string, lat []int64, p99Target string) {
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	ms := func(q float64) float64 {
+		return float64(s[min(len(s)-1, int(q*float64(len(s))))]) / 1e6
+	}
+	r.add(prefix+"p50", "ms", "", ms(0.50))
+	r.add(prefix+"p99", "ms", p99Target, ms(0.99))
+	r.add(prefix+"max", "ms", "", float64(s[len(s)-1])/1e6)
+}
+
+func runW4a(ctx context.Context, c *config, r *WorkloadReport) error {
+	if err := createEvents(ctx, c.db, "w4_events"); err != nil {
+		return err
+	}
+	events := rsql.NewEventsTable("w4_events")
+	n := int(c.tailDuration().Seconds()) * tailRate
+	t := newTail(n, 1)
+	err := runTail(ctx, c.db, events, t, func(ctx context.Context) error {
+		return pace(ctx, n, func(seq int) error {
+			notify, err := writeOne(ctx, c.db, events, seq)
+			t.commits[seq].Store(time.Now().UnixNano())
+			if err != nil {
+				return err
+			}
+			notify()
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	percentiles(r, "latency ", t.seen[0], "<= 1")
+	return nil
+}
+
+func runW4b(ctx context.Context, c *config, r *WorkloadReport) error {
+	if err := createEvents(ctx, c.db, "w4_events"); err != nil {
+		return err
+	}
+	events := rsql.NewEventsTable("w4_events")
+	n := int(c.tailDuration().Seconds()) * tailRate
+	t := newTail(n, 1)
+	err := runTail(ctx, c.db, events, t, func(ctx context.Context) error {
+		cmd := exec.CommandContext(ctx, c.self, "child", "writer", "-dsn", c.dsn, "-table", "w4_events", "-n", strconv.Itoa(n))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			seq, at, ok := strings.Cut(sc.Text(), " ")
+			if !ok {
+				continue
+			}
+			i, err1 := strconv.Atoi(seq)
+			ns, err2 := strconv.ParseInt(at, 10, 64)
+			if err1 != nil || err2 != nil || i < 0 || i >= n {
+				return fmt.Errorf("writer printed %q", sc.Text())
+			}
+			t.commits[i].Store(ns)
+		}
+		return cmd.Wait()
+	})
+	if err != nil {
+		return err
+	}
+	percentiles(r, "latency ", t.seen[0], "<= 100")
+	return nil
+}
+
+// ---- W5: many consumers -----------------------------------------------
+
+const w5Consumers = 32
+
+func setupW5(c *config) string {
+	return fmt.Sprintf("%d consumers (one EventsTable, one *sql.DB) tail from the head while a writer in this process commits %d events/s for %s; then a single consumer over the same period. SELECTs are the server's Com_select delta.", w5Consumers, tailRate, c.tailDuration())
+}
+
+func runW5(ctx context.Context, c *config, r *WorkloadReport) error {
+	n := int(c.tailDuration().Seconds()) * tailRate
+	measure := func(consumers int) (*tail, int64, float64, error) {
+		if err := createEvents(ctx, c.db, "w5_events"); err != nil {
+			return nil, 0, 0, err
+		}
+		events := rsql.NewEventsTable("w5_events")
+		t := newTail(n, consumers)
+		before, err := comSelect(ctx, c.db)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		start := time.Now()
+		var last atomic.Int64
+		err = runTail(ctx, c.db, events, t, func(ctx context.Context) error {
+			return pace(ctx, n, func(seq int) error {
+				notify, err := writeOne(ctx, c.db, events, seq)
+				t.commits[seq].Store(time.Now().UnixNano())
+				last.Store(time.Now().UnixNano())
+				if err != nil {
+					return err
+				}
+				notify()
+				return nil
+			})
+		})
+		secs := time.Since(start).Seconds()
+		after, err2 := comSelect(ctx, c.db)
+		return t, after - before - 1, float64(n) / secs, cmp(err, err2)
+	}
+	single, singleSelects, _, err := measure(1)
+	if err != nil {
+		return err
+	}
+	_ = single
+	many, manySelects, rate, err := measure(w5Consumers)
+	if err != nil {
+		return err
+	}
+	var p99s []float64
+	for i := range many.seen {
+		s := slices.Clone(many.seen[i])
+		slices.Sort(s)
+		p99s = append(p99s, float64(s[int(0.99*float64(len(s)))])/1e6)
+	}
+	slices.Sort(p99s)
+	r.add("rate held (per consumer)", "events/s", ">= 490", rate)
+	r.add("worst consumer p99", "ms", "<= 5", p99s[len(p99s)-1])
+	r.add("median consumer p99", "ms", "", p99s[len(p99s)/2])
+	r.add("SELECTs, 1 consumer", "queries", "", float64(singleSelects))
+	r.add("SELECTs, 32 consumers", "queries", "", float64(manySelects))
+	r.add("ratio SELECTs 32/1", "x", "<= 2", float64(manySelects)/float64(max(1, singleSelects)))
+	return nil
+}
+
+// ---- W6: cursors table -------------------------------------------------
+
+func (c *config) w6N() int {
+	if c.quick {
+		return 50_000
+	}
+	return 200_000
+}
+
+func setupW6(c *config) string {
+	return fmt.Sprintf("reflex.Run over the first %d events of the W2 table (WithStreamToHead; no-op consumer) with: an rsql CursorsTable in async mode (default period), the same in sync mode, and a baseline store that keeps the cursor in memory and writes it with one plain UPDATE per flush period and at exit. Cursor writes are the server's Com_update+Com_insert delta.", c.w6N())
+}
+
+func runW6(ctx context.Context, c *config, r *WorkloadReport) error {
+	if err := c.ensureCatchup(ctx); err != nil {
+		return err
+	}
+	if _, err := c.db.ExecContext(ctx, "DROP TABLE IF EXISTS w6_cursors"); err != nil {
+		return err
+	}
+	if _, err := c.db.ExecContext(ctx, rsql.CursorsSchema(rsql.MySQL, "w6_cursors")); err != nil {
+		return err
+	}
+	events := rsql.NewEventsTable(catchupTable)
+	// Bound the stream at event w6N by reading a view: a to-head run over
+	// the whole table, counted up to w6N, would measure more than asked;
+	// instead stop the consumer at w6N with a sentinel.
+	stopAt := c.w6N()
+	errEnough := errors.New("enough")
+	measure := func(name string, store reflex.CursorStore) (float64, int64, error) {
+		var n int
+		consumer := reflex.NewConsumer(name, func(context.Context, *reflex.Event) error {
+			if n++; n > stopAt {
+				return errEnough
+			}
+			return nil
+		})
+		before, err := writes(ctx, c.db)
+		if err != nil {
+			return 0, 0, err
+		}
+		start := time.Now()
+		err = reflex.Run(ctx, reflex.NewSpec(events.ToStream(c.db), store, consumer, reflex.WithStreamToHead()))
+		secs := time.Since(start).Seconds()
+		if !errors.Is(err, errEnough) && !reflex.IsHeadReachedErr(err) {
+			return 0, 0, err
+		}
+		if cl, ok := store.(interface{ Close() error }); ok {
+			if err := cl.Close(); err != nil {
+				return 0, 0, err
+			}
+		}
+		after, err := writes(ctx, c.db)
+		return float64(stopAt) / secs, after - before, err
+	}
+	run := len(r.Metrics) // distinct consumer names per run
+	asyncTable := rsql.NewCursorsTable("w6_cursors")
+	defer asyncTable.Close()
+	asyncRate, asyncWrites, err := measure(fmt.Sprintf("async_%d", run), asyncTable.ToStore(c.db))
+	if err != nil {
+		return fmt.Errorf("async: %w", err)
+	}
+	syncTable := rsql.NewCursorsTable("w6_cursors", rsql.WithCursorAsyncDisabled())
+	defer syncTable.Close()
+	syncRate, syncWrites, err := measure(fmt.Sprintf("sync_%d", run), syncTable.ToStore(c.db))
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	base := newUpdateStore(c.db, fmt.Sprintf("base_%d", run))
+	if _, err := c.db.ExecContext(ctx, "INSERT INTO w6_cursors (id, last_event_id, updated_at) VALUES (?, 0, now(6))", base.name); err != nil {
+		return err
+	}
+	baseRate, baseWrites, err := measure(base.name, base)
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	r.add("baseline events/s", "events/s", "", baseRate)
+	r.add("async events/s", "events/s", "", asyncRate)
+	r.add("sync events/s", "events/s", "", syncRate)
+	r.add("ratio async/baseline", "x", ">= 0.9", asyncRate/baseRate)
+	r.add("baseline cursor writes", "statements", "", float64(baseWrites))
+	r.add("async cursor writes", "statements", "", float64(asyncWrites))
+	r.add("sync cursor writes", "statements", "", float64(syncWrites))
+	return nil
+}
+
+func writes(ctx context.Context, db *sql.DB) (int64, error) {
+	var total int64
+	for _, v := range []string{"Com_update", "Com_insert"} {
+		var name string
+		var n int64
+		if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE '"+v+"'").Scan(&name, &n); err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// updateStore is W6's baseline: the cursor lives in memory and one plain
+// UPDATE writes it per period (5 s, rsql's async default) and on Close.
+type updateStore struct {
+	db     *sql.DB
+	name   string
+	mu     sync.Mutex
+	cursor string
+	last   time.Time
+}
+
+func newUpdateStore(db *sql.DB, name string) *updateStore {
+	return &updateStore{db: db, name: name, last: time.Now()}
+}
+
+func (s *updateStore) GetCursor(context.Context, string) (string, error) { return "", nil }
+
+func (s *updateStore) SetCursor(ctx context.Context, _ string, cursor string) error {
+	s.mu.Lock()
+	s.cursor = cursor
+	due := time.Since(s.last) >= 5*time.Second
+	s.mu.Unlock()
+	if due {
+		return s.Flush(ctx)
+	}
+	return nil
+}
+
+func (s *updateStore) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last = time.Now()
+	_, err := s.db.ExecContext(ctx, "UPDATE w6_cursors SET last_event_id = ?, updated_at = now(6) WHERE id = ?", s.cursor, s.name)
+	return err
+}
+
+// ---- child processes ----------------------------------------------------
+
+// child runs a child mode: "catchup" prints events/s; "writer" prints
+// "seq commitUnixNano" lines.
+func child(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "reflexbench child: mode required")
+		return 2
+	}
+	var dsn, table string
+	var n int
+	for i := 1; i+1 < len(args); i += 2 {
+		switch args[i] {
+		case "-dsn":
+			dsn = args[i+1]
+		case "-table":
+			table = args[i+1]
+		case "-n":
+			n, _ = strconv.Atoi(args[i+1])
+		}
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer db.Close()
+	ctx := context.Background()
+	events := rsql.NewEventsTable(table)
+	switch args[0] {
+	case "catchup":
+		got, secs, err := runCatchup(ctx, events.ToStream(db))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "catchup:", err)
+			return 1
+		}
+		if got != n {
+			fmt.Fprintf(os.Stderr, "catchup: consumed %d events, want %d\n", got, n)
+			return 1
+		}
+		fmt.Println(float64(got) / secs)
+	case "writer":
+		w := bufio.NewWriter(os.Stdout)
+		err := pace(ctx, n, func(seq int) error {
+			_, err := writeOne(ctx, db, events, seq)
+			fmt.Fprintf(w, "%d %d\n", seq, time.Now().UnixNano())
+			w.Flush()
+			return err
+		})
+		w.Flush()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "writer:", err)
+			return 1
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "reflexbench child: unknown mode %q\n", args[0])
+		return 2
+	}
+	return 0
+}
