@@ -1,0 +1,84 @@
+package rsql
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Hooks and internals for the tests of the events side of package rsql
+// (the external tests in package rsql_test see these too).
+
+// SetQueryHook sets a function called before every load ("load") and head
+// watcher poll ("poll") with the quoted table name; nil removes it.
+func SetQueryHook(f func(table, kind string)) {
+	if f == nil {
+		testHookQuery.Store(nil)
+		return
+	}
+	testHookQuery.Store(&f)
+}
+
+// SetPollerHook sets a function called with +1 and -1 when a head watcher
+// poller goroutine starts and exits; nil removes it.
+func SetPollerHook(f func(delta int)) {
+	if f == nil {
+		testHookPoller.Store(nil)
+		return
+	}
+	testHookPoller.Store(&f)
+}
+
+// SetBeforeWaitHook sets a function a stream calls after finding nothing
+// to load and before waiting; nil removes it.
+func SetBeforeWaitHook(f func()) {
+	if f == nil {
+		testHookBeforeWait.Store(nil)
+		return
+	}
+	testHookBeforeWait.Store(&f)
+}
+
+// Backoff returns the table's poll interval.
+func (t *EventsTable) Backoff() time.Duration { return t.backoff }
+
+// QuotedName returns the table name as it appears in SQL.
+func (t *EventsTable) QuotedName() string { return t.q.table }
+
+// SetCacheSize replaces the table's cache by an empty one of size events.
+func (t *EventsTable) SetCacheSize(size int) { t.cache = newRCache(size, t.m) }
+
+// CacheIDs returns the IDs of the cached events.
+func (t *EventsTable) CacheIDs() []int64 {
+	t.cache.mu.RLock()
+	defer t.cache.mu.RUnlock()
+	return append([]int64(nil), t.cache.ids...)
+}
+
+// ActiveWatchers returns the number of head watchers in the registry.
+func ActiveWatchers() int {
+	watchRegistry.mu.Lock()
+	defer watchRegistry.mu.Unlock()
+	return len(watchRegistry.m)
+}
+
+// SetMaxInsertSQL sets the statement size at which InsertMany starts a new
+// statement and returns a function restoring it.
+func SetMaxInsertSQL(n int) func() {
+	old := maxInsertSQL
+	maxInsertSQL = n
+	return func() { maxInsertSQL = old }
+}
+
+// gaugeOrCounter returns the value of a gauge or counter.
+func gaugeOrCounter(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		panic(err)
+	}
+	if g := d.GetGauge(); g != nil {
+		return g.GetValue()
+	}
+	return d.GetCounter().GetValue()
+}

@@ -1,0 +1,372 @@
+package rsql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/seed-e488ba2e/reflex"
+)
+
+// Loads are layered, outer to inner (contract 4.5): the noop filter, the
+// read-through cache (unless disabled, and skipped by streams catching
+// up), the gap detector, then the base loader (SQL or WithEventsLoader).
+
+// batch is the result of one load.
+type batch struct {
+	events []*reflex.Event
+	ids    []int64 // ids[i] is the ID of events[i]
+	// next is where the following load starts: the ID of the last row
+	// read, including noops the filter removed, or the load's prev.
+	next int64
+	// gap is set when the load stopped before a missing ID that may still
+	// be committed or filled.
+	gap bool
+	// full is set when the base loader returned as many rows as asked, so
+	// more rows probably follow.
+	full bool
+}
+
+// eventType is the type of events loaded from a table.
+type eventType int
+
+func (t eventType) ReflexType() int { return int(t) }
+
+// load runs the whole stack for a stream at prev.
+func (t *EventsTable) load(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int, catchUp bool) (batch, error) {
+	var (
+		b   batch
+		err error
+	)
+	if t.cache == nil || catchUp {
+		b, err = t.loadGapped(ctx, db, prev, lag, limit)
+	} else {
+		b, err = t.cache.load(ctx, db, prev, lag, limit, t.loadGapped)
+	}
+	if err != nil {
+		return batch{}, err
+	}
+	if !t.cfg.includeNoops {
+		b = filterNoops(b)
+	}
+	return b, nil
+}
+
+// filterNoops removes noop events, keeping b.next. It never modifies the
+// slices of b, which the cache may share.
+func filterNoops(b batch) batch {
+	n := 0
+	for _, e := range b.events {
+		if isNoopEvent(e) {
+			n++
+		}
+	}
+	if n == 0 {
+		return b
+	}
+	evs := make([]*reflex.Event, 0, len(b.events)-n)
+	ids := make([]int64, 0, len(b.events)-n)
+	for i, e := range b.events {
+		if !isNoopEvent(e) {
+			evs = append(evs, e)
+			ids = append(ids, b.ids[i])
+		}
+	}
+	b.events, b.ids = evs, ids
+	return b
+}
+
+func isNoopEvent(e *reflex.Event) bool {
+	return e.Type != nil && isNoop(e.ForeignID, e.Type.ReflexType())
+}
+
+// loadGapped is the gap detector (contract 4.7) over the base loader: it
+// returns the events up to the first missing ID. A stream never passes a
+// missing ID, because its transaction may still commit; the gap is offered
+// to the table's gap listeners (see FillGaps) without blocking, and
+// detected again by the next load if nobody took it.
+func (t *EventsTable) loadGapped(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int) (batch, error) {
+	var (
+		b   batch
+		err error
+	)
+	if t.cfg.loader != nil {
+		b, err = t.loadCustom(ctx, db, prev, lag)
+	} else {
+		b, err = t.loadSQL(ctx, db, prev, lag, limit)
+	}
+	if err != nil {
+		return batch{}, err
+	}
+	cur := prev
+	for i, id := range b.ids {
+		if id <= cur {
+			return batch{}, fmt.Errorf("rsql: events table %s: loader returned event %d after %d: %w", t.name, id, cur, ErrConsecEvent)
+		}
+		if cur == 0 && i == 0 && id > 1 && t.cfg.loader == nil {
+			// The first event of a stream from the beginning may have any
+			// ID, but not while a lower ID is still in flight: it would
+			// be skipped for ever.
+			inFlight, err := t.lowerInFlight(ctx, db, id)
+			if err != nil {
+				return batch{}, err
+			}
+			if inFlight {
+				b.events, b.ids, b.gap, b.full = nil, nil, true, false
+				break
+			}
+		}
+		if cur != 0 && id != cur+1 {
+			t.m.GapDetected.Inc()
+			t.gaps.offer(Gap{Prev: cur, Next: id})
+			t.open.seen(cur + 1)
+			b.events, b.ids, b.gap, b.full = b.events[:i], b.ids[:i], true, false
+			break
+		}
+		cur = id
+	}
+	b.next = cur
+	switch {
+	case b.gap:
+		t.m.BlockingGap.Set(1)
+	case len(b.ids) > 0:
+		t.m.BlockingGap.Set(0)
+	}
+	t.open.passed(cur, t.m)
+	return b, nil
+}
+
+// lowerInFlight reports whether a row with an ID below id exists,
+// committed or not.
+func (t *EventsTable) lowerInFlight(ctx context.Context, db *sql.DB, id int64) (bool, error) {
+	opts := t.d.uncommittedTx()
+	if opts == nil {
+		return false, nil
+	}
+	tx, err := db.BeginTx(ctx, opts)
+	if err != nil {
+		return false, fmt.Errorf("rsql: events table %s: check uncommitted events: %w", t.name, err)
+	}
+	defer tx.Rollback()
+	var got int64
+	err = tx.QueryRowContext(ctx, "SELECT "+t.q.id+" FROM "+t.q.table+" WHERE "+t.q.id+" < "+intLiteral(id)+" LIMIT 1").Scan(&got)
+	switch {
+	case err == sql.ErrNoRows:
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("rsql: events table %s: check uncommitted events: %w", t.name, err)
+	}
+	return true, nil
+}
+
+// loadCustom runs a WithEventsLoader loader.
+func (t *EventsTable) loadCustom(ctx context.Context, db *sql.DB, prev int64, lag time.Duration) (batch, error) {
+	evs, err := t.cfg.loader(ctx, db, prev, lag)
+	if err != nil {
+		return batch{}, err
+	}
+	ids := make([]int64, len(evs))
+	for i, e := range evs {
+		id, err := parseID(e.ID)
+		if err != nil {
+			return batch{}, fmt.Errorf("rsql: events table %s: loaded event %q: %w", t.name, e.ID, err)
+		}
+		ids[i] = id
+	}
+	return batch{events: evs, ids: ids}, nil
+}
+
+// parseID parses a cursor or event ID: a base-10 int64 >= 0. The error
+// wraps ErrInvalidIntID.
+func parseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 0 {
+		return 0, fmt.Errorf("%w: %q", ErrInvalidIntID, s)
+	}
+	return id, nil
+}
+
+// loadSQL is the base SQL loader: the events after prev in ID order, at
+// most limit, only those older than lag if lag > 0. It uses a prepared
+// statement: the binary protocol is cheaper for the server and the client
+// than text for large batches.
+func (t *EventsTable) loadSQL(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int) (batch, error) {
+	stmt, err := t.loadStmt(ctx, db, lag > 0)
+	if err != nil {
+		return batch{}, err
+	}
+	hookQuery(t.q.table, "load")
+	start := time.Now()
+	var rows *sql.Rows
+	if lag > 0 {
+		rows, err = stmt.QueryContext(ctx, prev, lag.Microseconds(), limit)
+	} else {
+		rows, err = stmt.QueryContext(ctx, prev, limit)
+	}
+	if err != nil {
+		return batch{}, fmt.Errorf("rsql: load events from %s: %w", t.name, err)
+	}
+	defer rows.Close()
+	var dec decoder
+	if limit > t.limit {
+		// Catching up: the batch is probably full.
+		dec.grow(limit)
+	}
+	var (
+		id, typ          int64
+		ts               time.Time
+		fid, meta, trace sql.RawBytes
+	)
+	for rows.Next() {
+		if err := rows.Scan(&id, &fid, &ts, &typ, &meta, &trace); err != nil {
+			return batch{}, fmt.Errorf("rsql: load events from %s: %w", t.name, err)
+		}
+		dec.add(id, fid, ts, typ, meta, trace)
+	}
+	if err := rows.Err(); err != nil {
+		return batch{}, fmt.Errorf("rsql: load events from %s: %w", t.name, err)
+	}
+	b := dec.finish()
+	b.full = len(b.ids) >= limit
+	d := time.Since(start)
+	t.m.Loading.Observe(d.Seconds())
+	if n := len(b.ids); n > 0 {
+		t.m.Deserialized.Add(float64(n))
+		t.m.Deserialization.Observe(d.Seconds() / float64(n))
+	}
+	return b, nil
+}
+
+// stmtKey identifies a prepared load statement of a table.
+type stmtKey struct {
+	db  *sql.DB
+	lag bool
+}
+
+// loadStmt returns the table's prepared load statement on db, preparing
+// it on first use. Statements live as long as the table (database/sql
+// prepares them again on each connection that runs them).
+func (t *EventsTable) loadStmt(ctx context.Context, db *sql.DB, lag bool) (*sql.Stmt, error) {
+	key := stmtKey{db: db, lag: lag}
+	if s, ok := t.stmts.Load(key); ok {
+		return s.(*sql.Stmt), nil
+	}
+	var q strings.Builder
+	q.WriteString(t.selectSQL)
+	q.WriteString(t.d.placeholder(1))
+	n := 2
+	if lag {
+		q.WriteString(" AND ")
+		q.WriteString(t.d.olderThan(t.q.time, t.d.placeholder(n)))
+		n++
+	}
+	q.WriteString(" ORDER BY " + t.q.id + " LIMIT " + t.d.placeholder(n))
+	s, err := db.PrepareContext(ctx, q.String())
+	if err != nil {
+		return nil, fmt.Errorf("rsql: load events from %s: prepare: %w", t.name, err)
+	}
+	if prev, loaded := t.stmts.LoadOrStore(key, s); loaded {
+		_ = s.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return s, nil
+}
+
+// decoder turns scanned rows into events with few allocations: events
+// are allocated in chunks, and the strings and byte slices of a batch
+// share one backing buffer each.
+type decoder struct {
+	ids   []int64
+	evs   []*reflex.Event
+	chunk []reflex.Event
+	offs  []rowOffsets
+	str   []byte // ID then foreign ID of every row
+	bin   []byte // metadata then trace of every row
+}
+
+// rowOffsets locate a row's strings in decoder.str and byte slices in
+// decoder.bin; a negative start is a NULL.
+type rowOffsets struct {
+	idEnd, fidEnd        int32
+	metaStart, metaEnd   int32
+	traceStart, traceEnd int32
+}
+
+const (
+	firstChunk = 32
+	maxChunk   = 1024
+)
+
+// grow makes room for n rows.
+func (d *decoder) grow(n int) {
+	d.ids = make([]int64, 0, n)
+	d.evs = make([]*reflex.Event, 0, n)
+	d.offs = make([]rowOffsets, 0, n)
+	d.chunk = make([]reflex.Event, 0, n)
+	d.str = make([]byte, 0, 16*n)
+}
+
+func (d *decoder) add(id int64, fid []byte, ts time.Time, typ int64, meta, trace []byte) {
+	if len(d.chunk) == cap(d.chunk) {
+		n := firstChunk
+		if c := cap(d.chunk); c > 0 {
+			n = min(2*c, maxChunk)
+		}
+		d.chunk = make([]reflex.Event, 0, n)
+	}
+	d.chunk = append(d.chunk, reflex.Event{Timestamp: ts, Type: eventType(typ)})
+	d.evs = append(d.evs, &d.chunk[len(d.chunk)-1])
+	d.ids = append(d.ids, id)
+
+	var o rowOffsets
+	d.str = strconv.AppendInt(d.str, id, 10)
+	o.idEnd = int32(len(d.str))
+	d.str = append(d.str, fid...)
+	o.fidEnd = int32(len(d.str))
+	o.metaStart, o.metaEnd = d.appendBin(meta)
+	o.traceStart, o.traceEnd = d.appendBin(trace)
+	d.offs = append(d.offs, o)
+}
+
+func (d *decoder) appendBin(b []byte) (int32, int32) {
+	if b == nil {
+		return -1, -1
+	}
+	start := int32(len(d.bin))
+	d.bin = append(d.bin, b...)
+	return start, int32(len(d.bin))
+}
+
+func (d *decoder) finish() batch {
+	s := string(d.str)
+	var start int32
+	for i, e := range d.evs {
+		o := d.offs[i]
+		e.ID = s[start:o.idEnd]
+		e.ForeignID = s[o.idEnd:o.fidEnd]
+		start = o.fidEnd
+		if o.metaStart >= 0 {
+			e.MetaData = nonNil(d.bin[o.metaStart:o.metaEnd:o.metaEnd])
+		}
+		if o.traceStart >= 0 {
+			e.Trace = nonNil(d.bin[o.traceStart:o.traceEnd:o.traceEnd])
+		}
+	}
+	b := batch{events: d.evs, ids: d.ids}
+	if n := len(d.ids); n > 0 {
+		b.next = d.ids[n-1]
+	}
+	return b
+}
+
+// nonNil keeps an empty, non-NULL value distinct from NULL (a slice of a
+// nil buffer is nil).
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

@@ -1,0 +1,295 @@
+package rsql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/seed-e488ba2e/reflex"
+)
+
+// ToStream returns a reflex.StreamFunc of the table's events read through
+// dbc. Options given at each call are applied after opts.
+//
+// The StreamFunc validates the cursor (an error wrapping ErrInvalidIntID,
+// naming the cursor, for anything but "" or a non-negative base-10
+// int64) and, with reflex.WithStreamFromHead, resolves the head (the
+// maximum ID) before it returns: events inserted after the stream is
+// opened are delivered, even before the first Recv. It returns the
+// database error if that query fails. See Stream for the clients.
+func (t *EventsTable) ToStream(dbc *sql.DB, opts ...reflex.StreamOption) reflex.StreamFunc {
+	defaults := append([]reflex.StreamOption(nil), opts...)
+	return func(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
+		all := append(append([]reflex.StreamOption(nil), defaults...), opts...)
+		c := t.newClient(ctx, dbc, after, all)
+		if err := c.start(); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// Stream returns a client of the table's events after the cursor after
+// ("" for all). It does no I/O and never fails: an invalid cursor is
+// reported by the first Recv (an error wrapping ErrInvalidIntID), and
+// reflex.WithStreamFromHead resolves the head at the first Recv, so events
+// inserted before it are skipped; ToStream resolves it when the stream is
+// opened instead.
+//
+// Recv returns the events in ID order, never past a missing ID (see
+// FillGaps), skipping noop events unless WithIncludeNoopEvents. At the
+// head it waits for the table's head watcher, the table's notifier, or
+// ctx; with reflex.WithStreamToHead it returns reflex.ErrHeadReached
+// instead. With reflex.WithStreamLag it returns only events older than
+// the lag by the database's clock. Database errors are returned as they
+// happen; the client can be used again after one. After ctx is done or
+// Close, Recv returns the context's error.
+//
+// The client is for one goroutine; Close may be called from any. It
+// implements io.Closer (Close stops its read-ahead goroutine and is
+// idempotent) and reflex.Buffered.
+func (t *EventsTable) Stream(ctx context.Context, dbc *sql.DB, after string, opts ...reflex.StreamOption) reflex.StreamClient {
+	return t.newClient(ctx, dbc, after, opts)
+}
+
+func (t *EventsTable) newClient(ctx context.Context, db *sql.DB, after string, opts []reflex.StreamOption) *streamClient {
+	ctx, cancel := context.WithCancel(ctx)
+	o := reflex.ResolveOptions(opts...)
+	o.Lag = max(o.Lag, 0)
+	return &streamClient{
+		ctx:    ctx,
+		cancel: cancel,
+		t:      t,
+		db:     db,
+		opts:   o,
+		after:  after,
+		limit:  t.limit,
+	}
+}
+
+// streamClient is the reflex.StreamClient of an EventsTable.
+type streamClient struct {
+	ctx    context.Context // the stream's context; cancelled by Close
+	cancel context.CancelFunc
+	t      *EventsTable
+	db     *sql.DB
+	opts   reflex.StreamOptions
+	after  string
+
+	started bool
+	cursor  int64 // ID of the last event returned
+	pos     int64 // where the next load starts: cursor or past hidden noops
+	buf     []*reflex.Event
+	ids     []int64
+	i       int // next index in buf
+	limit   int // rows of the next load
+	notifyC <-chan struct{}
+	pf      chan prefetched // result of the running read-ahead, or nil
+
+	mu     sync.Mutex // protects closed and calls of wg.Go
+	closed bool
+	wg     sync.WaitGroup // the read-ahead goroutine
+}
+
+var (
+	_ reflex.StreamClient = (*streamClient)(nil)
+	_ reflex.Buffered     = (*streamClient)(nil)
+	_ io.Closer           = (*streamClient)(nil)
+)
+
+// prefetched is the result of a read-ahead load.
+type prefetched struct {
+	b   batch
+	err error
+}
+
+// Recv implements reflex.StreamClient.
+func (c *streamClient) Recv() (*reflex.Event, error) {
+	if err := c.ctx.Err(); err != nil {
+		return nil, err
+	}
+	for c.i >= len(c.buf) {
+		if err := c.fill(); err != nil {
+			return nil, err
+		}
+	}
+	e, id := c.buf[c.i], c.ids[c.i]
+	c.i++
+	if id <= c.cursor {
+		return nil, fmt.Errorf("pop error: event %d after cursor %d: %w", id, c.cursor, ErrConsecEvent)
+	}
+	c.cursor = id
+	return e, nil
+}
+
+// Buffered implements reflex.Buffered: the number of events Recv returns
+// without loading.
+func (c *streamClient) Buffered() int { return len(c.buf) - c.i }
+
+// Close stops the client and its read-ahead goroutine and waits for it.
+// It is idempotent, safe to call from any goroutine, and returns nil.
+func (c *streamClient) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// start resolves the starting cursor.
+func (c *streamClient) start() error {
+	if c.started {
+		return nil
+	}
+	var cur int64
+	switch {
+	case c.opts.StreamFromHead:
+		h, err := c.t.head(c.ctx, c.db)
+		if err != nil {
+			return err
+		}
+		cur = h
+	case c.after != "":
+		id, err := parseID(c.after)
+		if err != nil {
+			return fmt.Errorf("rsql: stream events table %s: cursor: %w", c.t.name, err)
+		}
+		cur = id
+	}
+	c.cursor, c.pos, c.started = cur, cur, true
+	return nil
+}
+
+// head returns the maximum ID of the table, 0 if it is empty.
+func (t *EventsTable) head(ctx context.Context, db *sql.DB) (int64, error) {
+	var h sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT MAX("+t.q.id+") FROM "+t.q.table).Scan(&h); err != nil {
+		return 0, fmt.Errorf("rsql: head of events table %s: %w", t.name, err)
+	}
+	return h.Int64, nil
+}
+
+// fill loads the next events into the buffer, waiting at the head.
+func (c *streamClient) fill() error {
+	if err := c.start(); err != nil {
+		return err
+	}
+	// Streams that only need the next ID may trust the watcher's head and
+	// wait without loading.
+	trustHead := !c.opts.StreamToHead && c.opts.Lag == 0 && c.t.cfg.loader == nil && c.t.backoff > 0
+	w := acquireWatcher(c.db, c.t)
+	defer w.release()
+	for {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		tk := w.ticket(c.pos)
+		gap := false
+		if !trustHead || !tk.atHead || c.pf != nil {
+			b, err := c.next()
+			if err != nil {
+				return err
+			}
+			if len(b.events) > 0 {
+				c.buf, c.ids, c.i, c.pos = b.events, b.ids, 0, b.next
+				return nil
+			}
+			if b.next > c.pos { // only noops: skip them
+				c.pos = b.next
+				continue
+			}
+			gap = b.gap
+		}
+		if c.opts.StreamToHead {
+			return reflex.ErrHeadReached
+		}
+		if c.t.backoff == 0 {
+			continue // busy polling
+		}
+		s := waitSpec{interval: c.t.backoff, noPoll: c.db == nil || c.t.cfg.loader != nil}
+		if c.opts.Lag == 0 {
+			s.want = c.pos + 1
+		}
+		switch {
+		case c.opts.Lag > 0:
+			// Reload when the next event may have aged enough: no later
+			// than a tenth of the lag (at most a second) after it has.
+			s.timeout = max(c.t.backoff, min(c.opts.Lag/10, time.Second))
+		case gap || c.t.cfg.loader != nil:
+			// Reload regardless: to report the gap again, or because the
+			// loader may not read this table.
+			s.timeout = c.t.backoff
+		}
+		if c.notifyC == nil {
+			c.notifyC = c.t.notifier.C()
+		}
+		s.extra = c.notifyC
+		if h := testHookBeforeWait.Load(); h != nil {
+			(*h)()
+		}
+		fired, err := w.wait(c.ctx, tk, s)
+		if err != nil {
+			return err
+		}
+		if fired {
+			c.notifyC = nil
+		}
+	}
+}
+
+// next returns the result of the read-ahead if one runs, else loads.
+func (c *streamClient) next() (batch, error) {
+	var (
+		b   batch
+		err error
+	)
+	if c.pf != nil {
+		select {
+		case r := <-c.pf:
+			b, err = r.b, r.err
+		case <-c.ctx.Done():
+			return batch{}, c.ctx.Err()
+		}
+		c.pf = nil
+	} else {
+		c.t.m.Polls.Inc()
+		b, err = c.t.load(c.ctx, c.db, c.pos, c.opts.Lag, c.limit, c.limit > c.t.limit)
+	}
+	if err != nil {
+		return batch{}, err
+	}
+	if !b.full {
+		c.limit = c.t.limit
+		return b, nil
+	}
+	// Far behind the head: read bigger batches (with the default lookup
+	// limit) past the cache, and load the next batch while this one is
+	// consumed.
+	if c.t.adaptive {
+		c.limit = min(2*c.limit, maxCatchUpLimit)
+	}
+	c.readAhead(b.next, c.limit)
+	return b, nil
+}
+
+// readAhead starts loading the batch after prev.
+func (c *streamClient) readAhead(prev int64, limit int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	ch := make(chan prefetched, 1) // the goroutine never blocks on it
+	c.pf = ch
+	catchUp := limit > c.t.limit
+	c.wg.Go(func() {
+		c.t.m.Polls.Inc()
+		b, err := c.t.load(c.ctx, c.db, prev, c.opts.Lag, limit, catchUp)
+		ch <- prefetched{b: b, err: err}
+	})
+}

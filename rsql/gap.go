@@ -1,0 +1,409 @@
+package rsql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/seed-e488ba2e/reflex/internal/metrics"
+)
+
+// Gap is a range of missing event IDs: every ID strictly between Prev and
+// Next. Streams detect gaps and offer them to the table's gap listeners.
+type Gap struct {
+	Prev, Next int64
+}
+
+// GapListenFunc is called, one gap at a time, with the gaps streams
+// detect. See ListenGaps.
+type GapListenFunc func(Gap)
+
+// GapListenable is a table whose gaps can be listened to and filled:
+// *EventsTable and *EventsTableInt. It cannot be implemented outside this
+// package.
+type GapListenable interface {
+	// ListenGaps registers a gap listener.
+	ListenGaps(f GapListenFunc) error
+	// StopGapListener stops all gap listeners.
+	StopGapListener(ctx context.Context) error
+
+	eventsTable() *EventsTable
+}
+
+var (
+	_ GapListenable = (*EventsTable)(nil)
+	_ GapListenable = (*EventsTableInt)(nil)
+)
+
+func (t *EventsTable) eventsTable() *EventsTable { return t }
+
+// ListenGaps registers f to be called with the gaps that the table's
+// streams detect. The first call starts the table's gap-serving goroutine,
+// which calls every listener in turn for each gap; while it is busy,
+// streams do not wait for it: a gap nobody takes is detected again by the
+// next load. f must not block for long. Gaps that are waited out by the
+// streams without listeners are not lost, only not filled.
+//
+// ListenGaps returns ErrGapListenerStopped after StopGapListener. It is
+// safe for concurrent use.
+func (t *EventsTable) ListenGaps(f GapListenFunc) error {
+	if f == nil {
+		return fmt.Errorf("rsql: ListenGaps on %s: nil listener", t.name)
+	}
+	return t.gaps.listen(func(_ context.Context, g Gap) { f(g) }, nil)
+}
+
+// StopGapListener stops the table's gap listeners, including the gap
+// filler of FillGaps, aborting a filler that is waiting for a transaction.
+// It blocks until the serving goroutine has exited or ctx is done (then it
+// returns ctx.Err()). It is idempotent and safe for concurrent use; after
+// it, ListenGaps and FillGaps fail with ErrGapListenerStopped.
+func (t *EventsTable) StopGapListener(ctx context.Context) error {
+	return t.gaps.stop(ctx)
+}
+
+// FillGaps makes dbc fill the gaps in the IDs of the table's events, so
+// that streams can pass IDs burnt by rolled-back transactions. For each
+// missing ID of a detected gap it checks, with a read-uncommitted query,
+// whether a transaction is still writing it: if so it waits for the
+// commit (rechecking every 100 ms); if not it inserts a noop event with
+// that ID (foreign ID "0", type 0), which streams skip unless
+// WithIncludeNoopEvents. A duplicate-key error means the ID was written
+// meanwhile, which is success. On other errors it abandons the gap; it is
+// detected again by the next load.
+//
+// The filler uses the table's configured ID column. It runs on the
+// table's gap-serving goroutine until StopFillingGaps (or
+// StopGapListener); clones of the table made while it runs are filled by
+// their own filler (see Clone). A second FillGaps on the same table does
+// nothing. It returns ErrGapListenerStopped after the table's listeners
+// were stopped.
+func FillGaps(dbc *sql.DB, gl GapListenable) error {
+	t := gl.eventsTable()
+	if dbc == nil {
+		return fmt.Errorf("rsql: FillGaps on %s: nil *sql.DB", t.name)
+	}
+	return t.gaps.listen(func(ctx context.Context, g Gap) { t.fillGap(ctx, dbc, g) }, dbc)
+}
+
+// StopFillingGaps stops the gap filler of FillGaps and every other gap
+// listener of the table: it is StopGapListener.
+func StopFillingGaps(ctx context.Context, gl GapListenable) error {
+	return gl.StopGapListener(ctx)
+}
+
+// gapHub holds the gap listeners of one table and the goroutine serving
+// them. Streams offer gaps without blocking.
+type gapHub struct {
+	m *metrics.EventsTable
+
+	// ch is unbuffered: an offer succeeds only while serve waits.
+	ch chan Gap
+
+	mu        sync.Mutex // protects the following fields
+	listeners []func(context.Context, Gap)
+	started   bool
+	stopped   bool
+	db        *sql.DB // of FillGaps, nil without it
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when serve returns
+}
+
+func newGapHub(m *metrics.EventsTable) *gapHub {
+	return &gapHub{m: m, ch: make(chan Gap)}
+}
+
+func (h *gapHub) offer(g Gap) {
+	select {
+	case h.ch <- g:
+	default:
+	}
+}
+
+// listen registers f; db is non-nil for the filler of FillGaps.
+func (h *gapHub) listen(f func(context.Context, Gap), db *sql.DB) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return ErrGapListenerStopped
+	}
+	if db != nil {
+		if h.db != nil {
+			return nil
+		}
+		h.db = db
+	}
+	h.listeners = append(h.listeners, f)
+	if !h.started {
+		h.started = true
+		// The hub's lifetime context, cancelled by stop.
+		ctx, cancel := context.WithCancel(context.Background())
+		h.cancel = cancel
+		h.done = make(chan struct{})
+		h.m.GapListening.Set(1)
+		go h.serve(ctx, h.done)
+	}
+	return nil
+}
+
+func (h *gapHub) serve(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case g := <-h.ch:
+			h.mu.Lock()
+			ls := h.listeners
+			h.mu.Unlock()
+			for _, f := range ls {
+				if ctx.Err() != nil {
+					return
+				}
+				f(ctx, g)
+			}
+		}
+	}
+}
+
+func (h *gapHub) stop(ctx context.Context) error {
+	h.mu.Lock()
+	if !h.stopped {
+		h.stopped = true
+		if h.cancel != nil {
+			h.cancel()
+		}
+		h.m.GapListening.Set(0)
+	}
+	started, done := h.started, h.done
+	h.mu.Unlock()
+	if !started {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fillDB returns the *sql.DB of a running FillGaps, or nil.
+func (h *gapHub) fillDB() *sql.DB {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return nil
+	}
+	return h.db
+}
+
+const (
+	// gapRecheck is how often the filler rechecks an ID that an
+	// uncommitted transaction holds.
+	gapRecheck = 100 * time.Millisecond
+	// fillChunk is the number of IDs the filler checks per query.
+	fillChunk = 1000
+)
+
+// fillGap fills the IDs of g with noops, waiting for those that are
+// being written. It gives up on the first error, or when ctx is done.
+func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
+	for lo := g.Prev + 1; lo < g.Next; lo += fillChunk {
+		if err := t.fillRange(ctx, db, lo, min(lo+fillChunk, g.Next)); err != nil {
+			return
+		}
+	}
+	// Streams waiting at the gap reload at once.
+	wakeWatchers(t.q.table)
+}
+
+// fillRange fills the IDs in [lo, hi).
+func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) error {
+	var timer *time.Timer
+	for {
+		present, err := t.idsIn(ctx, db, lo, hi, true)
+		if err != nil {
+			return err
+		}
+		if missing := complement(lo, hi, present); len(missing) > 0 {
+			if err := t.insertNoops(ctx, db, missing); err != nil {
+				return err
+			}
+		}
+		if len(present) == 0 {
+			return nil
+		}
+		committed, err := t.idsIn(ctx, db, lo, hi, false)
+		if err != nil {
+			return err
+		}
+		pending := subtract(present, committed)
+		if len(pending) == 0 {
+			return nil
+		}
+		lo, hi = pending[0], pending[len(pending)-1]+1
+		if timer == nil {
+			timer = time.NewTimer(gapRecheck)
+			defer timer.Stop()
+		} else {
+			timer.Reset(gapRecheck)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// idsIn returns the IDs in [lo, hi) in ascending order, including those
+// of uncommitted transactions if uncommitted is set.
+func (t *EventsTable) idsIn(ctx context.Context, db *sql.DB, lo, hi int64, uncommitted bool) ([]int64, error) {
+	q := "SELECT " + t.q.id + " FROM " + t.q.table + " WHERE " + t.q.id + " >= " + intLiteral(lo) +
+		" AND " + t.q.id + " < " + intLiteral(hi) + " ORDER BY " + t.q.id
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if opts := t.d.uncommittedTx(); uncommitted && opts != nil {
+		tx, err := db.BeginTx(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		defer tx.Rollback()
+		rows, err = tx.QueryContext(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+	} else if rows, err = db.QueryContext(ctx, q); err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// insertNoops inserts a noop event with each of ids; IDs written meanwhile
+// are skipped.
+func (t *EventsTable) insertNoops(ctx context.Context, db *sql.DB, ids []int64) error {
+	stmt := func(ids []int64) string {
+		var b strings.Builder
+		b.WriteString("INSERT INTO " + t.q.table + " (" + t.q.id + ", " + t.q.foreignID + ", " + t.q.time + ", " + t.q.typ + ") VALUES ")
+		for i, id := range ids {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(" + intLiteral(id) + ", '" + noopForeignID + "', " + t.d.now() + ", 0)")
+		}
+		return b.String()
+	}
+	_, err := db.ExecContext(ctx, stmt(ids))
+	if err == nil {
+		t.m.GapFilled.Add(float64(len(ids)))
+		return nil
+	}
+	if !t.d.isDuplicateKey(err) {
+		return err
+	}
+	for _, id := range ids {
+		_, err := db.ExecContext(ctx, stmt([]int64{id}))
+		switch {
+		case err == nil:
+			t.m.GapFilled.Inc()
+		case t.d.isDuplicateKey(err):
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// complement returns the IDs in [lo, hi) that are not in sorted.
+func complement(lo, hi int64, sorted []int64) []int64 {
+	var out []int64
+	j := 0
+	for id := lo; id < hi; id++ {
+		for j < len(sorted) && sorted[j] < id {
+			j++
+		}
+		if j < len(sorted) && sorted[j] == id {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+// subtract returns the elements of a not in b; both are sorted.
+func subtract(a, b []int64) []int64 {
+	var out []int64
+	j := 0
+	for _, x := range a {
+		for j < len(b) && b[j] < x {
+			j++
+		}
+		if j < len(b) && b[j] == x {
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// gapTracker tracks the open gaps of a table for the open-gap metrics: a
+// gap opens when a load stops before a missing ID and closes when a load
+// passes that ID.
+type gapTracker struct {
+	mu       sync.Mutex          // protects the following fields
+	open     map[int64]time.Time // first missing ID -> when first seen
+	reported bool                // gauges may be non-zero
+}
+
+func newGapTracker() *gapTracker {
+	return &gapTracker{open: make(map[int64]time.Time)}
+}
+
+func (g *gapTracker) seen(id int64) {
+	g.mu.Lock()
+	if _, ok := g.open[id]; !ok {
+		g.open[id] = time.Now()
+	}
+	g.mu.Unlock()
+}
+
+// passed closes the gaps at or below cur and updates the gauges.
+func (g *gapTracker) passed(cur int64, m *metrics.EventsTable) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.open) == 0 && !g.reported {
+		return
+	}
+	var oldest time.Time
+	for id, seen := range g.open {
+		if id <= cur {
+			delete(g.open, id)
+			continue
+		}
+		if oldest.IsZero() || seen.Before(oldest) {
+			oldest = seen
+		}
+	}
+	m.OpenGaps.Set(float64(len(g.open)))
+	if oldest.IsZero() {
+		m.OldestGapAge.Set(0)
+	} else {
+		m.OldestGapAge.Set(time.Since(oldest).Seconds())
+	}
+	g.reported = len(g.open) > 0
+}

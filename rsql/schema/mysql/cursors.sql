@@ -1,0 +1,8 @@
+-- reflex rsql cursors table: one row per consumer holding the ID of the
+-- last event it consumed (int cursors). Rename the table as needed.
+CREATE TABLE IF NOT EXISTS `cursors` (
+  `id` VARCHAR(255) NOT NULL,
+  `last_event_id` BIGINT NOT NULL,
+  `updated_at` DATETIME(6) NOT NULL,
+  PRIMARY KEY (`id`)
+);

@@ -1,0 +1,362 @@
+package rsql
+
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seed-e488ba2e/reflex/internal/metrics"
+)
+
+// The shared head watcher: all streams of one table (same quoted table
+// name, ID column and *sql.DB) in the process share one watcher. A stream
+// that finds nothing to load waits on the watcher's broadcast channel;
+// while any stream waits, one poller goroutine queries the table every
+// poll interval (the shortest backoff of the waiting streams) and closes
+// the channel when something a waiter wants has appeared. Idle cost is
+// therefore one cheap query per interval per table per process, whatever
+// the number of streams.
+//
+// No lost wake-ups: a stream takes a ticket (the current channel) before
+// it loads, and waits on that channel, so a notification between its
+// empty load and its wait closes the channel it waits on. Each waiter also
+// registers the ID it needs next (cursor+1); the poller closes the channel
+// when any of those IDs exists, however long after the load it committed.
+// The poller also closes it when the maximum ID changes, so that streams
+// waiting before a gap reload (and report the gap to the gap filler).
+//
+// Lock order: watchRegistry.mu before watcher.mu.
+
+// watchKey identifies the watcher of a table.
+type watchKey struct {
+	db        *sql.DB
+	table, id string // quoted
+}
+
+var watchRegistry = struct {
+	mu sync.Mutex // protects m
+	m  map[watchKey]*watcher
+}{m: make(map[watchKey]*watcher)}
+
+// maxWants bounds the distinct wanted IDs one poll checks; waiters beyond
+// them are woken by changes of the maximum ID.
+const maxWants = 100
+
+// kickBuffer lets kick signal the poller without blocking; one pending
+// kick is enough since the poller re-reads the whole state.
+const kickBuffer = 1
+
+// watcher is the shared head watcher of one table.
+type watcher struct {
+	key  watchKey
+	m    *metrics.EventsTable
+	kick chan struct{}
+
+	mu        sync.Mutex // protects the following fields
+	refs      int        // streams between acquire and release
+	ch        chan struct{}
+	head      int64 // MAX(id) of the last poll
+	headKnown bool  // head is from a poll since the last notification
+	waiters   int
+	wants     map[int64]int         // wanted ID -> number of waiters
+	intervals map[time.Duration]int // backoff -> number of waiters
+	running   bool                  // a poller goroutine runs
+	interval  time.Duration         // the running poller's interval
+}
+
+// testHookQuery, if set, is called before every query of loads ("load")
+// and of the head watcher ("poll") with the quoted table name.
+var testHookQuery atomic.Pointer[func(table, kind string)]
+
+func hookQuery(table, kind string) {
+	if h := testHookQuery.Load(); h != nil {
+		(*h)(table, kind)
+	}
+}
+
+// testHookBeforeWait, if set, is called by a stream after it found
+// nothing to load and before it waits.
+var testHookBeforeWait atomic.Pointer[func()]
+
+// testHookPoller, if set, is called with +1 when a poller goroutine
+// starts and -1 when it exits.
+var testHookPoller atomic.Pointer[func(delta int)]
+
+// acquireWatcher returns the watcher of t on db, counted as used until
+// release.
+func acquireWatcher(db *sql.DB, t *EventsTable) *watcher {
+	key := watchKey{db: db, table: t.q.table, id: t.q.id}
+	watchRegistry.mu.Lock()
+	defer watchRegistry.mu.Unlock()
+	w := watchRegistry.m[key]
+	if w == nil {
+		w = &watcher{
+			key:       key,
+			m:         t.m,
+			kick:      make(chan struct{}, kickBuffer),
+			ch:        make(chan struct{}),
+			wants:     make(map[int64]int),
+			intervals: make(map[time.Duration]int),
+		}
+		watchRegistry.m[key] = w
+	}
+	w.mu.Lock()
+	w.refs++
+	w.mu.Unlock()
+	return w
+}
+
+// release ends a use of acquireWatcher; an unused watcher without a
+// poller is forgotten.
+func (w *watcher) release() {
+	watchRegistry.mu.Lock()
+	defer watchRegistry.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.refs--
+	w.dropLocked()
+}
+
+// dropLocked removes an unused, idle watcher from the registry; both
+// locks are held.
+func (w *watcher) dropLocked() {
+	if w.refs == 0 && !w.running && watchRegistry.m[w.key] == w {
+		delete(watchRegistry.m, w.key)
+	}
+}
+
+// wakeWatchers wakes the streams of every watcher of the quoted table: an
+// insert was committed, or the gap filler filled a gap.
+func wakeWatchers(table string) {
+	watchRegistry.mu.Lock()
+	defer watchRegistry.mu.Unlock()
+	for k, w := range watchRegistry.m {
+		if k.table == table {
+			w.mu.Lock()
+			w.headKnown = false // make waiters load rather than trust head
+			w.broadcastLocked()
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *watcher) broadcastLocked() {
+	close(w.ch)
+	w.ch = make(chan struct{})
+}
+
+// ticket is what a stream reads before a load and waits on after it.
+type ticket struct {
+	ch <-chan struct{}
+	// atHead is set when the last poll found no ID above the cursor, so
+	// the stream may wait without loading.
+	atHead bool
+}
+
+func (w *watcher) ticket(cursor int64) ticket {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return ticket{ch: w.ch, atHead: w.headKnown && cursor >= w.head}
+}
+
+// waitSpec is what a stream waits for besides the watcher.
+type waitSpec struct {
+	want     int64         // ID the stream needs next, 0 for none
+	interval time.Duration // the stream's poll interval (> 0)
+	extra    <-chan struct{}
+	timeout  time.Duration // reload after this long regardless, 0 never
+	// noPoll waits only for broadcasts, s.extra and s.timeout: the
+	// stream's loader does not read the SQL table (or it has no *sql.DB).
+	noPoll bool
+}
+
+// wait blocks until tk's channel is closed, s.extra fires (then it
+// returns true), s.timeout passes or ctx is done (then it returns
+// ctx.Err()).
+func (w *watcher) wait(ctx context.Context, tk ticket, s waitSpec) (bool, error) {
+	if !s.noPoll {
+		w.register(s)
+		defer w.unregister(s)
+	}
+	var timeout <-chan time.Time
+	if s.timeout > 0 {
+		t := time.NewTimer(s.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-tk.ch:
+	case <-s.extra:
+		return true, nil
+	case <-timeout:
+	}
+	return false, nil
+}
+
+// register counts a waiter, starting the poller if needed.
+func (w *watcher) register(s waitSpec) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waiters++
+	if s.want > 0 {
+		w.wants[s.want]++
+	}
+	w.intervals[s.interval]++
+	switch {
+	case !w.running:
+		w.running = true
+		w.interval = w.intervalLocked()
+		go w.poll(w.interval)
+	case s.interval < w.interval:
+		w.kickPoller()
+	}
+}
+
+// unregister undoes register.
+func (w *watcher) unregister(s waitSpec) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waiters--
+	if s.want > 0 {
+		if w.wants[s.want]--; w.wants[s.want] == 0 {
+			delete(w.wants, s.want)
+		}
+	}
+	if w.intervals[s.interval]--; w.intervals[s.interval] == 0 {
+		delete(w.intervals, s.interval)
+	}
+	if w.waiters == 0 {
+		w.kickPoller() // let it exit now rather than after an interval
+	}
+}
+
+func (w *watcher) kickPoller() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// intervalLocked is the shortest interval of the waiters.
+func (w *watcher) intervalLocked() time.Duration {
+	var d time.Duration
+	for i := range w.intervals {
+		if d == 0 || i < d {
+			d = i
+		}
+	}
+	if d == 0 {
+		d = defaultBackoff
+	}
+	return d
+}
+
+// poll is the poller goroutine. It runs while streams wait and exits when
+// none does (the watcher owns it; it needs no stopping).
+func (w *watcher) poll(interval time.Duration) {
+	if h := testHookPoller.Load(); h != nil {
+		(*h)(1)
+		defer (*h)(-1)
+	}
+	// The lifetime of this poller, cancelled when it exits.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		kicked := false
+		select {
+		case <-timer.C:
+		case <-w.kick:
+			kicked = true
+		}
+		w.mu.Lock()
+		if w.waiters == 0 {
+			w.running = false
+			w.mu.Unlock()
+			watchRegistry.mu.Lock()
+			w.mu.Lock()
+			w.dropLocked()
+			w.mu.Unlock()
+			watchRegistry.mu.Unlock()
+			return
+		}
+		if kicked {
+			// A waiter with a shorter interval arrived.
+			w.interval = w.intervalLocked()
+			w.mu.Unlock()
+			timer.Reset(w.interval)
+			continue
+		}
+		wants := w.wantsLocked()
+		w.interval = w.intervalLocked()
+		interval = w.interval
+		w.mu.Unlock()
+
+		head, present, err := w.query(ctx, wants)
+
+		w.mu.Lock()
+		if err != nil {
+			// Waiters load, and so see the error themselves.
+			w.m.WatchErrors.Inc()
+			w.headKnown = false
+			w.broadcastLocked()
+		} else {
+			changed := w.headKnown && head != w.head
+			w.head, w.headKnown = head, true
+			if changed || present {
+				w.broadcastLocked()
+			}
+		}
+		w.mu.Unlock()
+		timer.Reset(interval)
+	}
+}
+
+// wantsLocked returns the smallest distinct wanted IDs, at most maxWants.
+func (w *watcher) wantsLocked() []int64 {
+	ids := make([]int64, 0, len(w.wants))
+	for id := range w.wants {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids[:min(len(ids), maxWants)]
+}
+
+// pollTimeout bounds one poll query.
+const pollTimeout = 10 * time.Second
+
+// query returns the maximum ID (0 for an empty table) and whether any of
+// wants exists.
+func (w *watcher) query(ctx context.Context, wants []int64) (int64, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
+	hookQuery(w.key.table, "poll")
+	w.m.Polls.Inc()
+	maxQ := "SELECT MAX(" + w.key.id + ") FROM " + w.key.table
+	var (
+		head  sql.NullInt64
+		count int64
+		err   error
+	)
+	if len(wants) == 0 {
+		err = w.key.db.QueryRowContext(ctx, maxQ).Scan(&head)
+	} else {
+		var in strings.Builder
+		for i, id := range wants {
+			if i > 0 {
+				in.WriteString(", ")
+			}
+			in.WriteString(intLiteral(id))
+		}
+		q := "SELECT (" + maxQ + "), (SELECT COUNT(*) FROM " + w.key.table + " WHERE " + w.key.id + " IN (" + in.String() + "))"
+		err = w.key.db.QueryRowContext(ctx, q).Scan(&head, &count)
+	}
+	return head.Int64, count > 0, err
+}
