@@ -2,8 +2,24 @@ package reflex_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/grpctest"
@@ -25,6 +41,27 @@ func TestGRPCCompatibility(t *testing.T) {
 		{"BatchClientOldServer", []grpctest.ServerOption{grpctest.WithoutBatch()}, false},
 		{"SingleClientOldServer", []grpctest.ServerOption{grpctest.WithoutBatch()}, true},
 	}
+	// Server.ReflexServer without a wrapper: packed batches for clients
+	// that ask for them, Events for batch clients that do not.
+	for _, tc := range []struct {
+		name   string
+		client func(grpc.ClientConnInterface) reflex.StreamFunc
+	}{
+		{"PackedClientReflexServer", reflex.GRPCStreamFunc},
+		{"UnpackedBatchClientReflexServer", unpackedClient},
+		{"SingleClientReflexServer", singleClient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reflextest.TestStreamFunc(t, reflextest.StreamHarness{
+				New: func(t *testing.T) (reflex.StreamFunc, reflextest.Appender) {
+					l := reflextest.NewLog()
+					conn := serveReflex(t, l.Stream)
+					return tc.client(conn), func(t *testing.T, events ...reflex.Event) { l.Append(events...) }
+				},
+				InvalidCursors: []string{"abc"},
+			})
+		})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			reflextest.TestStreamFunc(t, reflextest.StreamHarness{
@@ -44,6 +81,24 @@ func TestGRPCCompatibility(t *testing.T) {
 	}
 }
 
+// unpackedClient is a batch client that does not ask for packed batches,
+// as batch clients built before them.
+func unpackedClient(conn grpc.ClientConnInterface) reflex.StreamFunc {
+	c := reflexpb.NewReflexClient(conn)
+	return reflex.WrapStreamBatchPB(func(ctx context.Context, req *reflexpb.StreamRequest) (reflex.StreamBatchClientPB, error) {
+		req.Packed = false
+		return c.StreamBatch(ctx, req)
+	}, nil)
+}
+
+// singleClient is a client of the Stream RPC (one event per message).
+func singleClient(conn grpc.ClientConnInterface) reflex.StreamFunc {
+	c := reflexpb.NewReflexClient(conn)
+	return reflex.WrapStreamPB(func(ctx context.Context, req *reflexpb.StreamRequest) (reflex.StreamClientPB, error) {
+		return c.Stream(ctx, req)
+	})
+}
+
 // batchRecorder is a StreamBatchServerPB that records what is sent.
 type batchRecorder struct {
 	ctx     context.Context
@@ -53,6 +108,9 @@ type batchRecorder struct {
 
 func (r *batchRecorder) Context() context.Context { return r.ctx }
 func (r *batchRecorder) Send(b *reflexpb.EventBatch) error {
+	if len(b.GetPacked()) > 0 {
+		return errors.New("batchRecorder: received a packed batch")
+	}
 	r.batches = append(r.batches, len(b.GetEvents()))
 	for _, e := range b.GetEvents() {
 		r.ids = append(r.ids, e.GetId())
@@ -72,7 +130,10 @@ func TestStreamBatchFillsBatchesFromBufferedSource(t *testing.T) {
 	l := reflextest.NewLog()
 	appendN(l, 5000)
 	rec := &batchRecorder{ctx: t.Context()}
-	err := reflex.NewServer().StreamBatch(l.Stream, &reflexpb.StreamRequest{Options: &reflexpb.StreamOptions{ToHead: true}}, rec)
+	// A wrapped stream gets Events even if the client asks for packed
+	// batches.
+	req := &reflexpb.StreamRequest{Options: &reflexpb.StreamOptions{ToHead: true}, Packed: true}
+	err := reflex.NewServer().StreamBatch(l.Stream, req, rec)
 	if !reflex.IsHeadReachedErr(err) {
 		t.Fatalf("StreamBatch = %v, want ErrHeadReached", err)
 	}
@@ -158,18 +219,331 @@ func TestGRPCBatchStop(t *testing.T) {
 	}
 }
 
+// directStream is a grpc.ServerStream that records the messages sent on
+// it, to stand behind a grpc.GenericServerStream as the generated handler
+// passes it to Server.StreamBatch.
+type directStream struct {
+	grpc.ServerStream // nil: only the methods below are used
+	ctx               context.Context
+	sent              []*reflexpb.EventBatch
+	headers           int
+}
+
+func (d *directStream) Context() context.Context     { return d.ctx }
+func (d *directStream) SendHeader(metadata.MD) error { d.headers++; return nil }
+func (d *directStream) SendMsg(m any) error {
+	d.sent = append(d.sent, m.(*reflexpb.EventBatch))
+	return nil
+}
+
+// streamDirect runs Server.StreamBatch on a stream of the generated
+// handler's type.
+func streamDirect(t *testing.T, sFn reflex.StreamFunc, req *reflexpb.StreamRequest) (*directStream, error) {
+	t.Helper()
+	d := &directStream{ctx: t.Context()}
+	err := reflex.NewServer().StreamBatch(sFn, req, &grpc.GenericServerStream[reflexpb.StreamRequest, reflexpb.EventBatch]{ServerStream: d})
+	return d, err
+}
+
+// unpack decodes a packed batch with the generated code.
+func unpack(t *testing.T, b *reflexpb.EventBatch) []*reflexpb.Event {
+	t.Helper()
+	var inner reflexpb.EventBatch
+	if err := proto.Unmarshal(b.GetPacked(), &inner); err != nil {
+		t.Fatalf("packed batch: %v", err)
+	}
+	if len(inner.GetPacked()) > 0 {
+		t.Fatalf("packed batch holds a packed field")
+	}
+	return inner.GetEvents()
+}
+
+func TestStreamBatchPacksForDirectStreams(t *testing.T) {
+	l := reflextest.NewLog()
+	appendN(l, 3000)
+	d, err := streamDirect(t, l.Stream, &reflexpb.StreamRequest{Options: &reflexpb.StreamOptions{ToHead: true}, Packed: true})
+	if !reflex.IsHeadReachedErr(err) {
+		t.Fatalf("StreamBatch = %v, want ErrHeadReached", err)
+	}
+	if d.headers != 1 {
+		t.Errorf("sent headers %d times, want once", d.headers)
+	}
+	var sizes []int
+	id := 0
+	for _, b := range d.sent {
+		if len(b.GetEvents()) > 0 {
+			t.Fatalf("packed request got a batch with %d Events", len(b.GetEvents()))
+		}
+		events := unpack(t, b)
+		sizes = append(sizes, len(events))
+		for _, e := range events {
+			id++
+			if e.GetId() != strconv.Itoa(id) || e.GetForeignId() != strconv.Itoa(id-1) || e.GetType() != 1 || e.GetTimestamp() == nil {
+				t.Fatalf("event %d = %v", id, e)
+			}
+		}
+	}
+	if want := []int{1024, 1024, 952}; !slices.Equal(sizes, want) {
+		t.Errorf("batch sizes = %v, want %v", sizes, want)
+	}
+}
+
+func TestStreamBatchUnpackedRequestGetsEvents(t *testing.T) {
+	l := reflextest.NewLog()
+	appendN(l, 10)
+	d, err := streamDirect(t, l.Stream, &reflexpb.StreamRequest{Options: &reflexpb.StreamOptions{ToHead: true}})
+	if !reflex.IsHeadReachedErr(err) {
+		t.Fatalf("StreamBatch = %v, want ErrHeadReached", err)
+	}
+	if len(d.sent) != 1 || len(d.sent[0].GetEvents()) != 10 || len(d.sent[0].GetPacked()) != 0 {
+		t.Fatalf("sent %v, want one batch of 10 Events", d.sent)
+	}
+}
+
+// bufferedSlice is a Buffered StreamClient over a slice, then endErr.
+type bufferedSlice struct {
+	events []reflex.Event
+	endErr error
+}
+
+func (c *bufferedSlice) Recv() (*reflex.Event, error) {
+	if len(c.events) == 0 {
+		return nil, c.endErr
+	}
+	e := &c.events[0]
+	c.events = c.events[1:]
+	return e, nil
+}
+
+func (c *bufferedSlice) Buffered() int { return len(c.events) }
+
+func TestStreamBatchSendsEventsBeforeABadOne(t *testing.T) {
+	bad := []struct {
+		name string
+		e    reflex.Event
+	}{
+		{"nil type", reflex.Event{ID: "3"}},
+		{"type beyond int32", reflex.Event{ID: "3", Type: grpcType(1 << 40)}},
+	}
+	for _, tc := range bad {
+		for _, packed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/packed=%v", tc.name, packed), func(t *testing.T) {
+				sFn := func(context.Context, string, ...reflex.StreamOption) (reflex.StreamClient, error) {
+					return &bufferedSlice{events: []reflex.Event{
+						{ID: "1", Type: grpcType(1)}, {ID: "2", Type: grpcType(1)}, tc.e, {ID: "4", Type: grpcType(1)},
+					}, endErr: reflex.ErrHeadReached}, nil
+				}
+				req := &reflexpb.StreamRequest{Packed: packed}
+				d, err := streamDirect(t, sFn, req)
+				if got := status.Code(err); got != codes.Internal {
+					t.Fatalf("StreamBatch = %v (code %v), want Internal", err, got)
+				}
+				if len(d.sent) != 1 {
+					t.Fatalf("sent %d batches, want 1", len(d.sent))
+				}
+				events := d.sent[0].GetEvents()
+				if packed {
+					events = unpack(t, d.sent[0])
+				}
+				if len(events) != 2 || events[0].GetId() != "1" || events[1].GetId() != "2" {
+					t.Errorf("sent %v, want events 1 and 2", events)
+				}
+			})
+		}
+	}
+}
+
+// fakeBatchStream is a StreamBatchClientPB returning batches, then endErr.
+type fakeBatchStream struct {
+	batches []*reflexpb.EventBatch
+	endErr  error
+}
+
+func (f *fakeBatchStream) Recv() (*reflexpb.EventBatch, error) {
+	if len(f.batches) == 0 {
+		return nil, f.endErr
+	}
+	b := f.batches[0]
+	f.batches = f.batches[1:]
+	return b, nil
+}
+
+func packedOf(t *testing.T, events ...*reflexpb.Event) []byte {
+	t.Helper()
+	b, err := proto.Marshal(&reflexpb.EventBatch{Events: events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestWrapStreamBatchPBDecodesEventsThenPacked(t *testing.T) {
+	ts := timestamppb.New(time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC))
+	var got *reflexpb.StreamRequest
+	fake := &fakeBatchStream{endErr: io.EOF, batches: []*reflexpb.EventBatch{
+		{Events: []*reflexpb.Event{{Id: "1", Type: 1}}, Packed: packedOf(t, &reflexpb.Event{Id: "2", Type: 2, Timestamp: ts, ForeignId: "f", Metadata: []byte("m"), Trace: []byte("t")})},
+		{Packed: packedOf(t, &reflexpb.Event{Id: "3", Type: 3}, &reflexpb.Event{Id: "4", Type: 4})},
+		{}, // an empty batch is skipped
+		{Events: []*reflexpb.Event{{Id: "5", Type: 5}}},
+	}}
+	stream := reflex.WrapStreamBatchPB(func(_ context.Context, req *reflexpb.StreamRequest) (reflex.StreamBatchClientPB, error) {
+		got = req
+		return fake, nil
+	}, nil)
+	sc, err := stream(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.GetPacked() {
+		t.Errorf("request does not ask for packed batches")
+	}
+	for i := 1; i <= 5; i++ {
+		e, err := sc.Recv()
+		if err != nil {
+			t.Fatalf("Recv %d: %v", i, err)
+		}
+		if e.ID != strconv.Itoa(i) || e.Type.ReflexType() != i {
+			t.Fatalf("Recv %d = %+v", i, e)
+		}
+		if i == 2 && (e.ForeignID != "f" || string(e.MetaData) != "m" || string(e.Trace) != "t" || !e.Timestamp.Equal(ts.AsTime())) {
+			t.Errorf("packed event = %+v", e)
+		}
+	}
+	if _, err := sc.Recv(); err != io.EOF {
+		t.Errorf("Recv at the end = %v, want io.EOF", err)
+	}
+}
+
+func TestWrapStreamBatchPBMalformedPacked(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		packed []byte
+	}{
+		{"truncated", packedOf(t, &reflexpb.Event{Id: "1", Type: 1})[:3]},
+		{"invalid UTF-8", []byte{0x0a, 0x03, 0x32, 0x01, 0xff}},
+		{"invalid timestamp", packedOf(t, &reflexpb.Event{Id: "1", Timestamp: &timestamppb.Timestamp{Nanos: -1}})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := reflex.WrapStreamBatchPB(func(context.Context, *reflexpb.StreamRequest) (reflex.StreamBatchClientPB, error) {
+				return &fakeBatchStream{batches: []*reflexpb.EventBatch{{Packed: tc.packed}}, endErr: io.EOF}, nil
+			}, nil)
+			sc, err := stream(t.Context(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = sc.Recv()
+			if err == nil || err == io.EOF || !strings.HasPrefix(err.Error(), "reflex: ") {
+				t.Fatalf("Recv = %v, want a reflex error about the batch", err)
+			}
+		})
+	}
+}
+
+// TestGRPCPackedOnTheWire checks, with an interceptor that sees every
+// message gRPC sends, that ReflexServer sends packed batches to
+// GRPCStreamFunc and that events arrive intact.
+func TestGRPCPackedOnTheWire(t *testing.T) {
+	var packed, unpacked atomic.Int64
+	observe := grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return h(srv, &observedStream{ServerStream: ss, packed: &packed, unpacked: &unpacked})
+	})
+	l := reflextest.NewLog()
+	ts := time.Date(2030, 1, 2, 3, 4, 5, 600, time.UTC)
+	want := make([]reflex.Event, 3000)
+	for i := range want {
+		want[i] = reflex.Event{ForeignID: "é" + strconv.Itoa(i), Type: grpcType(i % 7), Timestamp: ts.Add(time.Duration(i) * time.Second), MetaData: []byte(strconv.Itoa(i))}
+	}
+	l.Append(want...)
+	sc, err := reflex.GRPCStreamFunc(serveReflex(t, l.Stream, observe))(t.Context(), "", reflex.WithStreamToHead())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		e, err := sc.Recv()
+		if err != nil {
+			t.Fatalf("Recv %d: %v", i, err)
+		}
+		if e.ID != strconv.Itoa(i+1) || e.ForeignID != want[i].ForeignID || e.Type.ReflexType() != i%7 ||
+			!e.Timestamp.Equal(want[i].Timestamp) || string(e.MetaData) != string(want[i].MetaData) || e.Trace != nil {
+			t.Fatalf("Recv %d = %+v, want %+v", i, e, want[i])
+		}
+	}
+	if _, err := sc.Recv(); !reflex.IsHeadReachedErr(err) {
+		t.Fatalf("Recv at the head = %v, want ErrHeadReached", err)
+	}
+	if packed.Load() == 0 || unpacked.Load() != 0 {
+		t.Errorf("server sent %d packed and %d unpacked batches, want only packed", packed.Load(), unpacked.Load())
+	}
+}
+
+type observedStream struct {
+	grpc.ServerStream
+	packed, unpacked *atomic.Int64
+}
+
+func (o *observedStream) SendMsg(m any) error {
+	if b, ok := m.(*reflexpb.EventBatch); ok {
+		if len(b.GetPacked()) > 0 && len(b.GetEvents()) == 0 {
+			o.packed.Add(1)
+		} else {
+			o.unpacked.Add(1)
+		}
+	}
+	return o.ServerStream.SendMsg(m)
+}
+
+// serveReflex serves sFn with Server.ReflexServer on a loopback port, as
+// a service would (no wrapper around the gRPC streams), and returns a
+// connection to it. Both end with the test.
+func serveReflex(tb testing.TB, sFn reflex.StreamFunc, opts ...grpc.ServerOption) *grpc.ClientConn {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rs := reflex.NewServer()
+	gs := grpc.NewServer(opts...)
+	reflexpb.RegisterReflexServer(gs, rs.ReflexServer(sFn))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = gs.Serve(lis)
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = conn.Close()
+		rs.Stop()
+		gs.Stop()
+		<-served
+	})
+	return conn
+}
+
+// BenchmarkGRPCStream reads 100000 in-memory events over loopback gRPC:
+// batches from Server.ReflexServer ("Batch", encoded by hand), batches
+// through a wrapped server stream ("BatchWrapped", reflexpb messages), and
+// one event per message ("Single").
 func BenchmarkGRPCStream(b *testing.B) {
 	const n = 100000
 	l := reflextest.NewLog()
 	appendN(l, n)
+	conn := serveReflex(b, l.Stream)
 	_, addr := grpctest.NewServer(b, l.Stream, nil)
 	cl := grpctest.NewClient(b, addr)
 	for _, bc := range []struct {
 		name   string
 		stream reflex.StreamFunc
-	}{{"Batch", cl.StreamEvents}, {"Single", cl.StreamEventsSingle}} {
+	}{
+		{"Batch", reflex.GRPCStreamFunc(conn)},
+		{"BatchWrapped", cl.StreamEvents},
+		{"Single", cl.StreamEventsSingle},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
 				sc, err := bc.stream(b.Context(), "", reflex.WithStreamToHead())
 				if err != nil {
@@ -186,6 +560,7 @@ func BenchmarkGRPCStream(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(processCPU()-cpu)/float64(n*b.N), "cpu-ns/event")
 		})
 	}
 }

@@ -27,9 +27,12 @@ const (
 )
 
 type StreamRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Options       *StreamOptions         `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
-	After         string                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Options *StreamOptions         `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	After   string                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	// packed asks a StreamBatch server to send events in EventBatch.packed.
+	// Servers may ignore it and use EventBatch.events; Stream ignores it.
+	Packed        bool `protobuf:"varint,4,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -76,6 +79,13 @@ func (x *StreamRequest) GetAfter() string {
 		return x.After
 	}
 	return ""
+}
+
+func (x *StreamRequest) GetPacked() bool {
+	if x != nil {
+		return x.Packed
+	}
+	return false
 }
 
 type Event struct {
@@ -164,8 +174,13 @@ func (x *Event) GetTrace() []byte {
 
 // EventBatch carries consecutive events of one stream, oldest first.
 type EventBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// packed is an encoded EventBatch holding only events (field 1), whose
+	// events follow those of events. Servers set it only for requests with
+	// StreamRequest.packed, so that clients can decode events without a
+	// message per event.
+	Packed        []byte `protobuf:"bytes,2,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,6 +218,13 @@ func (*EventBatch) Descriptor() ([]byte, []int) {
 func (x *EventBatch) GetEvents() []*Event {
 	if x != nil {
 		return x.Events
+	}
+	return nil
+}
+
+func (x *EventBatch) GetPacked() []byte {
+	if x != nil {
+		return x.Packed
 	}
 	return nil
 }
@@ -323,10 +345,11 @@ var File_reflex_proto protoreflect.FileDescriptor
 
 const file_reflex_proto_rawDesc = "" +
 	"\n" +
-	"\freflex.proto\x12\breflexpb\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"^\n" +
+	"\freflex.proto\x12\breflexpb\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"v\n" +
 	"\rStreamRequest\x121\n" +
 	"\aoptions\x18\x02 \x01(\v2\x17.reflexpb.StreamOptionsR\aoptions\x12\x14\n" +
-	"\x05after\x18\x03 \x01(\tR\x05afterJ\x04\b\x01\x10\x02\"\xc2\x01\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x16\n" +
+	"\x06packed\x18\x04 \x01(\bR\x06packedJ\x04\b\x01\x10\x02\"\xc2\x01\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\x05R\x04type\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1d\n" +
@@ -334,10 +357,11 @@ const file_reflex_proto_rawDesc = "" +
 	"foreign_id\x18\x05 \x01(\tR\tforeignId\x12\x0e\n" +
 	"\x02id\x18\x06 \x01(\tR\x02id\x12\x1a\n" +
 	"\bmetadata\x18\a \x01(\fR\bmetadata\x12\x14\n" +
-	"\x05trace\x18\b \x01(\fR\x05traceJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"5\n" +
+	"\x05trace\x18\b \x01(\fR\x05traceJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"M\n" +
 	"\n" +
 	"EventBatch\x12'\n" +
-	"\x06events\x18\x01 \x03(\v2\x0f.reflexpb.EventR\x06events\"v\n" +
+	"\x06events\x18\x01 \x03(\v2\x0f.reflexpb.EventR\x06events\x12\x16\n" +
+	"\x06packed\x18\x02 \x01(\fR\x06packed\"v\n" +
 	"\rStreamOptions\x12+\n" +
 	"\x03lag\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12\x1a\n" +
 	"\bfromHead\x18\x02 \x01(\bR\bfromHead\x12\x16\n" +

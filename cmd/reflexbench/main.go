@@ -3,13 +3,17 @@
 //
 // Usage:
 //
-//	reflexbench [-dsn DSN] [-quick] [-runs N] [-only W1,W2] [-json FILE]
+//	reflexbench [-dsn DSN] [-quick] [-runs N] [-only W1,W2] [-json FILE] [-cpuprofile FILE]
 //
 // The DSN (default $DB_TEST_URI) must end in "/": reflexbench creates and
 // drops its own database. Without a DSN it re-runs itself under the
 // project's scripts/mariadb.sh, which starts a throw-away server. It prints
 // a table and, with -json, writes the same figures as JSON ("-" for
 // standard output).
+//
+// With -cpuprofile, it writes a CPU profile of its own process (all
+// workloads but W2's Run, and the baselines) to FILE, and one of each W2
+// catch-up child process to FILE.catchup.<n>, for go tool pprof.
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -37,6 +42,9 @@ type config struct {
 
 	preloaded bool    // the catch-up table is filled
 	rawRate   float64 // W2's raw loop rate, reused by W3
+
+	cpuProfile string // -cpuprofile: children write cpuProfile.<mode>.<n>
+	children   int    // child processes started, to name their profiles
 }
 
 // workload is one benchmark: run measures once and records its metrics.
@@ -56,6 +64,7 @@ func main() {
 		runs     = flag.Int("runs", 3, "runs per workload (median and min-max are reported)")
 		only     = flag.String("only", "", "comma-separated workload IDs to run (default all)")
 		jsonPath = flag.String("json", "", "write the report as JSON to this file (\"-\" for stdout)")
+		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of this process to this file, and of each W2 catch-up child to FILE.catchup.<n>")
 	)
 	flag.Parse()
 	if *dsn == "" {
@@ -71,10 +80,37 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *dsn, *quick, *runs, *only, *jsonPath); err != nil {
+	stopProfile, err := startCPUProfile(*cpuProf)
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "reflexbench: %v\n", err)
 		os.Exit(1)
 	}
+	err = run(ctx, *dsn, *quick, *runs, *only, *jsonPath, *cpuProf)
+	stopProfile()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "reflexbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// startCPUProfile starts writing a CPU profile to path ("" for none) and
+// returns the function that stops it.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // underScript re-runs this command under scripts/mariadb.sh run.
@@ -98,7 +134,7 @@ func underScript() error {
 	return nil
 }
 
-func run(ctx context.Context, rootDSN string, quick bool, runs int, only, jsonPath string) error {
+func run(ctx context.Context, rootDSN string, quick bool, runs int, only, jsonPath, cpuProfile string) error {
 	if !strings.HasSuffix(rootDSN, "/") {
 		return fmt.Errorf("DSN %q must end in \"/\"", rootDSN)
 	}
@@ -124,7 +160,7 @@ func run(ctx context.Context, rootDSN string, quick bool, runs int, only, jsonPa
 	}
 	cfg.ParseTime, cfg.Loc = true, time.UTC
 	cfg.Params = map[string]string{"time_zone": "'+00:00'"}
-	c := &config{dsn: cfg.FormatDSN(), quick: quick}
+	c := &config{dsn: cfg.FormatDSN(), quick: quick, cpuProfile: cpuProfile}
 	if c.self, err = os.Executable(); err != nil {
 		return err
 	}

@@ -377,7 +377,12 @@ func runCatchup(ctx context.Context, stream reflex.StreamFunc) (int, float64, er
 // runChild runs this executable in child mode and returns its standard
 // output and its peak RSS in KiB.
 func (c *config) runChild(ctx context.Context, args ...string) (string, int64, error) {
-	cmd := exec.CommandContext(ctx, c.self, append([]string{"child", args[0], "-dsn", c.dsn}, args[1:]...)...)
+	head := []string{"child", args[0], "-dsn", c.dsn}
+	if c.cpuProfile != "" {
+		c.children++
+		head = append(head, "-cpuprofile", fmt.Sprintf("%s.%s.%d", c.cpuProfile, args[0], c.children))
+	}
+	cmd := exec.CommandContext(ctx, c.self, append(head, args[1:]...)...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -838,18 +843,26 @@ func child(args []string) int {
 		fmt.Fprintln(os.Stderr, "reflexbench child: mode required")
 		return 2
 	}
-	var dsn, table string
+	var dsn, table, cpuProfile string
 	var n int
 	for i := 1; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "-dsn":
 			dsn = args[i+1]
+		case "-cpuprofile":
+			cpuProfile = args[i+1]
 		case "-table":
 			table = args[i+1]
 		case "-n":
 			n, _ = strconv.Atoi(args[i+1])
 		}
 	}
+	stopProfile, err := startCPUProfile(cpuProfile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stopProfile()
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
