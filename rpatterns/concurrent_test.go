@@ -1,0 +1,249 @@
+package rpatterns
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/reflextest"
+)
+
+// jitterWork yields a random number of times, so events complete in a
+// scrambled order without sleeping.
+func jitterWork() {
+	for range rand.IntN(50) {
+		runtime.Gosched()
+	}
+}
+
+func TestConcurrentConsumer(t *testing.T) {
+	const n = 1000
+	store := reflextest.NewCursorStore()
+	var seen recorder
+	cc := NewConcurrentConsumer(store, reflex.NewConsumer("conc", func(ctx context.Context, e *reflex.Event) error {
+		jitterWork()
+		seen.add(e.ID)
+		return nil
+	}), 10)
+	spec := NewConcurrentSpec(newLog(n).Stream, cc, reflex.WithStreamToHead())
+	runToHead(t, spec)
+	if err := spec.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if c := store.Cursor("conc"); c != strconv.Itoa(n) {
+		t.Errorf("cursor = %q, want %d", c, n)
+	}
+	if got := sortedInts(seen.got()); !slices.Equal(got, ids(1, n)) {
+		t.Errorf("processed %d events, want each of 1..%d once", len(got), n)
+	}
+	if cc.Name() != "conc" {
+		t.Errorf("Name = %q", cc.Name())
+	}
+}
+
+// TestConcurrentGaps: missing IDs do not hold the cursor back.
+func TestConcurrentGaps(t *testing.T) {
+	log := reflextest.NewLog()
+	for i := range 100 {
+		if i != 70 {
+			log.Append(reflex.Event{ID: strconv.Itoa(i)})
+		}
+	}
+	store := reflextest.NewCursorStore()
+	var seen recorder
+	cc := NewConcurrentConsumer(store, reflex.NewConsumer("conc", seen.fn), 5)
+	spec := NewConcurrentSpec(log.Stream, cc, reflex.WithStreamToHead())
+	runToHead(t, spec)
+	_ = spec.Stop()
+	if c := store.Cursor("conc"); c != "99" {
+		t.Errorf("cursor = %q, want 99", c)
+	}
+}
+
+// TestConcurrentFailure: a failed event holds the cursor below it, a later
+// Consume returns the failure, and the next run delivers it again.
+func TestConcurrentFailure(t *testing.T) {
+	store := reflextest.NewCursorStore()
+	var fail atomic.Bool
+	fail.Store(true)
+	var seen recorder
+	cc := NewConcurrentConsumer(store, reflex.NewConsumer("conc", func(ctx context.Context, e *reflex.Event) error {
+		if e.ID == "50" && fail.Load() {
+			return errTest
+		}
+		seen.add(e.ID)
+		return nil
+	}), 4)
+	spec := NewConcurrentSpec(newLog(100).Stream, cc, reflex.WithStreamToHead())
+	err := reflex.Run(t.Context(), spec)
+	_ = spec.Stop() // waits for the events in flight
+	if !errors.Is(err, errTest) {
+		// The stream may reach the head before the failure is seen.
+		if !reflex.IsHeadReachedErr(err) {
+			t.Fatalf("Run = %v, want %v", err, errTest)
+		}
+		err = cc.Consume(t.Context(), &reflex.Event{ID: "101"})
+	}
+	if !errors.Is(err, errTest) {
+		t.Fatalf("error after the failure = %v, want %v", err, errTest)
+	}
+	if want := "event 50"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not name the event (%q)", err, want)
+	}
+	if c := store.Cursor("conc"); c != "49" {
+		t.Fatalf("cursor = %q, want 49", c)
+	}
+
+	fail.Store(false)
+	runToHead(t, spec)
+	_ = spec.Stop()
+	if c := store.Cursor("conc"); c != "100" {
+		t.Errorf("cursor = %q, want 100", c)
+	}
+	if got := seen.got(); !slices.Contains(got, "50") {
+		t.Error("event 50 never processed")
+	}
+}
+
+// TestConcurrentMaxInFlight: Consume blocks while maxInFlight events are in
+// flight and returns ctx.Err() if ctx ends meanwhile.
+func TestConcurrentMaxInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		var running, peak atomic.Int32
+		cc := NewConcurrentConsumer(reflextest.NewCursorStore(), reflex.NewConsumer("conc", func(ctx context.Context, e *reflex.Event) error {
+			if r := running.Add(1); r > peak.Load() {
+				peak.Store(r)
+			}
+			<-gate
+			running.Add(-1)
+			return nil
+		}), 3)
+		defer cc.Stop()
+		for i := 1; i <= 3; i++ {
+			if err := cc.Consume(t.Context(), &reflex.Event{ID: strconv.Itoa(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		res := make(chan error, 1)
+		go func() { res <- cc.Consume(ctx, &reflex.Event{ID: "4"}) }()
+		synctest.Wait()
+		select {
+		case err := <-res:
+			t.Fatalf("Consume with 3 in flight returned %v, want it to block", err)
+		default:
+		}
+		cancel()
+		if err := <-res; !errors.Is(err, context.Canceled) {
+			t.Fatalf("blocked Consume = %v, want context.Canceled", err)
+		}
+		close(gate)
+		if err := cc.Consume(t.Context(), &reflex.Event{ID: "5"}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if p := peak.Load(); p != 3 {
+			t.Errorf("peak concurrency = %d, want 3", p)
+		}
+	})
+}
+
+func TestConcurrentBadInput(t *testing.T) {
+	cc := NewConcurrentConsumer(reflextest.NewCursorStore(), reflex.NewConsumer("conc", (&recorder{}).fn), 1)
+	defer cc.Stop()
+	if err := cc.Consume(t.Context(), &reflex.Event{ID: "abc"}); !errors.Is(err, ErrEventIDNotInt) {
+		t.Errorf("Consume(non-int ID) = %v, want ErrEventIDNotInt", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("NewConcurrentConsumer(maxInFlight 0) did not panic")
+		}
+	}()
+	NewConcurrentConsumer(reflextest.NewCursorStore(), reflex.NewConsumer("conc", (&recorder{}).fn), 0)
+}
+
+// TestConcurrentSetCursorError: a failing store surfaces on a later
+// Consume, and the next Reset retries the write.
+func TestConcurrentSetCursorError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var failSet atomic.Bool
+		failSet.Store(true)
+		store := reflextest.NewCursorStore(reflextest.WithFaults(reflextest.Faults{Set: func(string, string) error {
+			if failSet.Load() {
+				return errTest
+			}
+			return nil
+		}}))
+		cc := NewConcurrentConsumer(store, reflex.NewConsumer("conc", (&recorder{}).fn), 1)
+		if err := cc.Reset(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := cc.Consume(t.Context(), &reflex.Event{ID: "1"}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // event 1 done, the cursor loop failed
+		if err := cc.Consume(t.Context(), &reflex.Event{ID: "2"}); !errors.Is(err, errTest) {
+			t.Fatalf("Consume = %v, want %v", err, errTest)
+		}
+		if err := cc.Reset(t.Context()); !errors.Is(err, errTest) {
+			t.Fatalf("Reset with a failing store = %v, want %v", err, errTest)
+		}
+		failSet.Store(false)
+		if err := cc.Reset(t.Context()); err != nil {
+			t.Fatalf("Reset = %v", err)
+		}
+		if c := store.Cursor("conc"); c != "1" {
+			t.Errorf("cursor = %q, want 1 (written by Reset)", c)
+		}
+		_ = cc.Stop()
+	})
+}
+
+// TestConcurrentResetAndStop: Reset waits for work in flight and flushes;
+// Stop is idempotent and stops the inner consumer.
+func TestConcurrentResetAndStop(t *testing.T) {
+	store := reflextest.NewCursorStore(reflextest.WithBuffering())
+	inner := &lifecycle{Consumer: reflex.NewConsumer("conc", (&recorder{}).fn)}
+	cc := NewConcurrentConsumer(store, inner, 2)
+	if err := cc.Stop(); err != nil { // before any use
+		t.Fatal(err)
+	}
+	if err := cc.Reset(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := cc.Consume(t.Context(), &reflex.Event{ID: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushes := store.Flushes()
+	if err := cc.Reset(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if store.Flushes() != flushes+1 || store.Cursor("conc") != "3" {
+		t.Errorf("after Reset: flushes %d (was %d), flushed cursor %q; want a flush of cursor 3", store.Flushes(), flushes, store.Cursor("conc"))
+	}
+	_ = cc.Stop()
+	_ = cc.Stop()
+	if inner.resets.Load() != 2 || inner.stops.Load() != 3 {
+		t.Errorf("inner resets %d, stops %d; want 2, 3", inner.resets.Load(), inner.stops.Load())
+	}
+}
+
+// lifecycle counts Reset and Stop calls.
+type lifecycle struct {
+	reflex.Consumer
+	resets, stops atomic.Int32
+}
+
+func (l *lifecycle) Reset(context.Context) error { l.resets.Add(1); return nil }
+func (l *lifecycle) Stop() error                 { l.stops.Add(1); return nil }
