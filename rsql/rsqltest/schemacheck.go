@@ -1,0 +1,164 @@
+package rsqltest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/rsql"
+)
+
+// These helpers check a service's own schema against rsql, as the
+// reference library's rsql.TestEventsTable and friends do; they live here
+// so that rsql never imports testing. Switching from the reference means
+// calling rsqltest.TestEventsTable instead of rsql.TestEventsTable.
+
+type checkType int
+
+func (t checkType) ReflexType() int { return int(t) }
+
+// TestEventsTable inserts three events (types 1, 2 and 3, foreign ID
+// "fid") in one transaction and checks that they stream from the start of
+// table, in order, with their types and foreign ID. The table must be
+// empty. It fails t on any error.
+func TestEventsTable(t testing.TB, dbc *sql.DB, table *rsql.EventsTable) {
+	t.Helper()
+	TestEventsTableWithID(t, dbc, table, "fid")
+}
+
+// TestEventsTableInt is TestEventsTable for an int foreign-ID table
+// (foreign ID 9999).
+func TestEventsTableInt(t testing.TB, dbc *sql.DB, table *rsql.EventsTableInt) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := dbc.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("rsqltest: begin: %v", err)
+	}
+	defer tx.Rollback()
+	for typ := 1; typ <= 3; typ++ {
+		if _, err := table.Insert(ctx, tx, 9999, checkType(typ)); err != nil {
+			t.Fatalf("rsqltest: insert event of type %d into %s: %v", typ, table.Name(), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("rsqltest: commit: %v", err)
+	}
+	checkThree(t, dbc, table.EventsTable, "9999")
+}
+
+// TestEventsTableWithID is TestEventsTable with the given foreign ID.
+func TestEventsTableWithID(t testing.TB, dbc *sql.DB, table *rsql.EventsTable, foreignID string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := dbc.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("rsqltest: begin: %v", err)
+	}
+	defer tx.Rollback()
+	for typ := 1; typ <= 3; typ++ {
+		if _, err := table.Insert(ctx, tx, foreignID, checkType(typ)); err != nil {
+			t.Fatalf("rsqltest: insert event of type %d into %s: %v", typ, table.Name(), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("rsqltest: commit: %v", err)
+	}
+	checkThree(t, dbc, table, foreignID)
+}
+
+func checkThree(t testing.TB, dbc *sql.DB, table *rsql.EventsTable, foreignID string) {
+	t.Helper()
+	got, err := GetNextEventsForTesting(context.Background(), t, dbc, table, 0, 0)
+	if err != nil {
+		t.Fatalf("rsqltest: stream %s: %v", table.Name(), err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("rsqltest: %s streamed %d events, want 3", table.Name(), len(got))
+	}
+	for i, e := range got {
+		if !reflex.IsType(e.Type, checkType(i+1)) || e.ForeignID != foreignID {
+			t.Errorf("rsqltest: %s event %d = type %v, foreign ID %q; want type %d, foreign ID %q",
+				table.Name(), i, e.Type, e.ForeignID, i+1, foreignID)
+		}
+	}
+}
+
+// TestCursorsTable checks a cursors table: no cursor at first, then "10"
+// after setting and flushing it. It fails t on any error.
+func TestCursorsTable(t testing.TB, dbc *sql.DB, table *rsql.CursorsTable) {
+	t.Helper()
+	ctx := context.Background()
+	const name = "rsqltest"
+	if c, err := table.GetCursor(ctx, dbc, name); err != nil || c != "" {
+		t.Fatalf("rsqltest: GetCursor(%q) from %s = %q, %v; want \"\", nil", name, table.Name(), c, err)
+	}
+	if err := table.SetCursor(ctx, dbc, name, "10"); err != nil {
+		t.Fatalf("rsqltest: SetCursor(%q, \"10\") on %s: %v", name, table.Name(), err)
+	}
+	if err := table.Flush(ctx); err != nil {
+		t.Fatalf("rsqltest: Flush %s: %v", table.Name(), err)
+	}
+	if c, err := table.GetCursor(ctx, dbc, name); err != nil || c != "10" {
+		t.Fatalf("rsqltest: GetCursor(%q) from %s = %q, %v; want \"10\", nil", name, table.Name(), c, err)
+	}
+}
+
+// GetNextEventsForTesting returns the events of table after the event ID
+// after, up to the current head, honouring lag. It returns the stream's
+// error other than reflex.ErrHeadReached.
+func GetNextEventsForTesting(ctx context.Context, _ testing.TB, dbc *sql.DB, table *rsql.EventsTable, after int64, lag time.Duration) ([]*reflex.Event, error) {
+	opts := []reflex.StreamOption{reflex.WithStreamToHead()}
+	if lag > 0 {
+		opts = append(opts, reflex.WithStreamLag(lag))
+	}
+	var from string
+	if after > 0 {
+		from = strconv.FormatInt(after, 10)
+	}
+	cl, err := table.ToStream(dbc, opts...)(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := cl.(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	var out []*reflex.Event
+	for {
+		e, err := cl.Recv()
+		if errors.Is(err, reflex.ErrHeadReached) {
+			return out, nil
+		} else if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
+}
+
+// GetLatestIDForTesting returns the largest value of the ID column idField
+// of eventTable, 0 for an empty table.
+func GetLatestIDForTesting(ctx context.Context, t testing.TB, dbc *sql.DB, eventTable, idField string) (int64, error) {
+	if !validName(eventTable) || !validName(idField) {
+		return 0, fmt.Errorf("rsqltest: invalid table %q or column %q", eventTable, idField)
+	}
+	var id sql.NullInt64
+	err := dbc.QueryRowContext(ctx, "SELECT MAX("+idField+") FROM "+eventTable).Scan(&id)
+	return id.Int64, err
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i, r := range s {
+		if r != '_' && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (i == 0 || r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}
