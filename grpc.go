@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -34,8 +35,11 @@ type StreamServerPB interface {
 // shutdown. The zero value is not usable; call NewServer. It is safe for
 // concurrent use.
 type Server struct {
-	stopped context.Context
+	stopped context.Context // done once Stop is called
 	stop    context.CancelFunc
+
+	mu sync.Mutex     // orders wg.Add in serve before wg.Wait in Stop
+	wg sync.WaitGroup // the goroutines serving stream calls
 }
 
 // NewServer returns a running Server.
@@ -45,15 +49,60 @@ func NewServer() *Server {
 }
 
 // Stop ends every stream being served with ErrStopped, and makes later
-// Stream calls return ErrStopped at once. Call it before the gRPC server's
-// GracefulStop. Stop is idempotent and safe for concurrent use.
-func (s *Server) Stop() { s.stop() }
+// Stream calls return ErrStopped at once. Each handler returns at once,
+// even if its Send is blocked because the client does not read; Stop then
+// waits until the goroutines serving the streams have exited, which they do
+// once gRPC ends each call after its handler returns (and once the stream
+// clients of the StreamFunc return from Recv on their context ending).
+// Call it before the gRPC server's GracefulStop. Stop is idempotent and safe
+// for concurrent use.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	s.stop()
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// serve runs body, which serves one stream call, in a goroutine, with a
+// context that ends when parent (the call's) ends or s stops. It returns
+// body's error mapped by result, or ErrStopped as soon as s stops: a Send
+// blocked by flow control ends only when the call does, that is when the
+// handler has returned, so the handler must not wait for body. Stop waits
+// for the goroutine.
+func (s *Server) serve(parent context.Context, body func(ctx context.Context) error) error {
+	s.mu.Lock()
+	if s.stopped.Err() != nil {
+		s.mu.Unlock()
+		return wireError(ErrStopped)
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(parent)
+	stop := context.AfterFunc(s.stopped, cancel)
+	done := make(chan error, 1) // body's result; the goroutine never blocks on it
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		defer stop()
+		done <- body(ctx)
+	}()
+	select {
+	case err := <-done:
+		return s.result(err)
+	case <-s.stopped.Done():
+		return wireError(ErrStopped)
+	}
+}
 
 // Stream serves the events of sFn for one gRPC stream call: it opens
 // sFn(ctx, req.After, options from req) with a context that ends when the
 // client goes away or the Server stops, and sends every event until an
-// error occurs. It blocks until then and always returns a non-nil error,
-// suitable for returning from the gRPC handler.
+// error occurs. It blocks until then, or until Stop (even while a Send is
+// blocked), and always returns a non-nil error, suitable for returning from
+// the gRPC handler. The events are read and sent by a goroutine that ends
+// once the call does (after the handler returns); Stop waits for it, so ss
+// must end its blocked Sends when the call ends, as gRPC's streams do.
 //
 // ErrHeadReached and ErrStopped are returned as gRPC statuses (codes
 // OutOfRange and Unavailable) that WrapStreamPB turns back into errors for
@@ -64,7 +113,8 @@ func (s *Server) Stop() { s.stop() }
 // Back-pressure comes from gRPC flow control: Send blocks while the
 // client's window is full. The stream client is closed if it implements
 // io.Closer. sFn's clients must return from Recv once their context is
-// done, or Stop cannot end them.
+// done, or Stop cannot end them. A nil client or event from sFn ends the
+// stream with an error instead of a panic.
 func (s *Server) Stream(sFn StreamFunc, req *reflexpb.StreamRequest, ss StreamServerPB) error {
 	if s.stopped.Err() != nil {
 		return wireError(ErrStopped)
@@ -73,41 +123,38 @@ func (s *Server) Stream(sFn StreamFunc, req *reflexpb.StreamRequest, ss StreamSe
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-
-	ctx, cancel := context.WithCancel(ss.Context())
-	defer cancel()
-	defer context.AfterFunc(s.stopped, cancel)()
-
-	cl, err := sFn(ctx, req.GetAfter(), opts...)
-	if err != nil {
-		return s.result(err)
-	}
-	if c, ok := cl.(io.Closer); ok {
-		defer c.Close()
-	}
-	if err := sendOpened(ss); err != nil {
-		return s.result(err)
-	}
-	for {
-		e, err := cl.Recv()
+	return s.serve(ss.Context(), func(ctx context.Context) error {
+		cl, err := sFn(ctx, req.GetAfter(), opts...)
 		if err != nil {
-			return s.result(err)
+			return err
 		}
-		pb, err := eventToProto(e)
-		if err != nil {
-			return status.Error(codes.Internal, err.Error())
+		if cl == nil {
+			return errNilClient
 		}
-		if err := ss.Send(pb); err != nil {
-			return s.result(err)
+		if c, ok := cl.(io.Closer); ok {
+			defer c.Close()
 		}
-	}
+		if err := sendOpened(ss); err != nil {
+			return err
+		}
+		for {
+			e, err := cl.Recv()
+			if err != nil {
+				return err
+			}
+			pb, err := eventToProto(e)
+			if err != nil {
+				return status.Error(codes.Internal, err.Error())
+			}
+			if err := ss.Send(pb); err != nil {
+				return err
+			}
+		}
+	})
 }
 
 // result maps the error that ended a stream to what the handler returns.
 func (s *Server) result(err error) error {
-	if err == nil {
-		err = errNilEvent
-	}
 	if s.stopped.Err() != nil {
 		return wireError(ErrStopped)
 	}
@@ -190,6 +237,9 @@ func (c *pbClient) Close() error {
 
 // eventToProto converts an event for the wire.
 func eventToProto(e *Event) (*reflexpb.Event, error) {
+	if e == nil {
+		return nil, errNilEvent
+	}
 	if e.Type == nil {
 		return nil, fmt.Errorf("reflex: event %q has a nil Type", e.ID)
 	}

@@ -74,48 +74,51 @@ func (s *Server) StreamBatch(sFn StreamFunc, req *reflexpb.StreamRequest, ss Str
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 
-	ctx, cancel := context.WithCancel(ss.Context())
-	defer cancel()
-	defer context.AfterFunc(s.stopped, cancel)()
-
-	cl, err := sFn(ctx, req.GetAfter(), opts...)
-	if err != nil {
-		return s.result(err)
-	}
-	if c, ok := cl.(io.Closer); ok {
-		defer c.Close()
-	}
-	if _, ok := cl.(Buffered); !ok {
-		ra := newReadAheadClient(ctx, cl)
-		defer ra.wait()
-		defer cancel() // before wait: ends the reader's Recv
-		cl = ra
-	}
-	buf := cl.(Buffered)
-	// Encode batches by hand into EventBatch.packed for clients that ask
-	// for it, if ss is the generated handler's stream, which goes straight
-	// to gRPC. Other streams (wrappers, fakes) get batches with Events set,
-	// as they may look at them.
-	_, direct := ss.(*grpc.GenericServerStream[reflexpb.StreamRequest, reflexpb.EventBatch])
-	packed := direct && req.GetPacked()
-	if err := sendOpened(ss); err != nil {
-		return s.result(err)
-	}
-	for {
-		e, err := cl.Recv()
+	return s.serve(ss.Context(), func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		cl, err := sFn(ctx, req.GetAfter(), opts...)
 		if err != nil {
-			return s.result(err)
+			return err
 		}
-		b, err := nextBatch(cl, buf, e, packed)
-		if b != nil {
-			if serr := ss.Send(b); serr != nil {
-				return s.result(serr)
+		if cl == nil {
+			return errNilClient
+		}
+		if c, ok := cl.(io.Closer); ok {
+			defer c.Close()
+		}
+		if _, ok := cl.(Buffered); !ok {
+			ra := newReadAheadClient(ctx, cl)
+			defer ra.wait()
+			defer cancel() // before wait: ends the reader's Recv
+			cl = ra
+		}
+		buf := cl.(Buffered)
+		// Encode batches by hand into EventBatch.packed for clients that ask
+		// for it, if ss is the generated handler's stream, which goes
+		// straight to gRPC. Other streams (wrappers, fakes) get batches with
+		// Events set, as they may look at them.
+		_, direct := ss.(*grpc.GenericServerStream[reflexpb.StreamRequest, reflexpb.EventBatch])
+		packed := direct && req.GetPacked()
+		if err := sendOpened(ss); err != nil {
+			return err
+		}
+		for {
+			e, err := cl.Recv()
+			if err != nil {
+				return err
+			}
+			b, err := nextBatch(cl, buf, e, packed)
+			if b != nil {
+				if serr := ss.Send(b); serr != nil {
+					return serr
+				}
+			}
+			if err != nil {
+				return err
 			}
 		}
-		if err != nil {
-			return s.result(err)
-		}
-	}
+	})
 }
 
 // nextBatch puts e and the events cl has ready after it into one batch
@@ -286,7 +289,9 @@ func WrapStreamBatchPB(
 		if fallback != nil {
 			c.reopen = func() (StreamClient, error) {
 				unimplemented.Store(true)
-				return single(ctx, after, opts...)
+				// bctx, so that Close also ends the fallback stream, even
+				// one opened while Close runs.
+				return single(bctx, after, opts...)
 			}
 		}
 		if pbOpts.GetFromHead() {

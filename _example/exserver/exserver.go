@@ -40,10 +40,11 @@ type Service struct {
 	db     *exdb.DB
 	events *rsql.EventsTable
 
-	mu   sync.Mutex // protects following fields
-	rs   *reflex.Server
-	gs   *grpc.Server
-	done chan struct{}
+	mu      sync.Mutex // protects following fields
+	rs      *reflex.Server
+	gs      *grpc.Server
+	done    chan struct{} // closed when Serve returns
+	stopped bool
 }
 
 // New returns the service over db. Call Migrate before use.
@@ -135,9 +136,15 @@ func (s *Service) Users(ctx context.Context) (int64, error) {
 func (s *Service) Stream() reflex.StreamFunc { return s.events.ToStream(s.db.DB) }
 
 // Serve serves the event stream as reflexpb.Reflex on lis with creds,
-// refusing calls without the bearer token. It blocks until Stop.
+// refusing calls without the bearer token. It blocks until Stop, and
+// returns nil at once (closing lis) if Stop was called before.
 func (s *Service) Serve(lis net.Listener, creds credentials.TransportCredentials, token string) error {
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		lis.Close()
+		return nil
+	}
 	if s.gs != nil {
 		s.mu.Unlock()
 		return errors.New("exserver: already serving")
@@ -156,15 +163,18 @@ func (s *Service) Serve(lis net.Listener, creds credentials.TransportCredentials
 	return err
 }
 
-// Stop ends open streams with reflex.ErrStopped and stops serving. It is
-// safe to call more than once.
+// Stop ends open streams with reflex.ErrStopped, stops serving and waits
+// for Serve to return; a later Serve returns at once. It is idempotent and
+// safe for concurrent use.
 func (s *Service) Stop() {
 	s.mu.Lock()
-	rs, gs := s.rs, s.gs
+	s.stopped = true
+	rs, gs, done := s.rs, s.gs, s.done
 	s.mu.Unlock()
 	if rs == nil {
 		return
 	}
 	rs.Stop()
 	gs.GracefulStop()
+	<-done
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -155,4 +156,31 @@ func TestServeWithToken(t *testing.T) {
 			t.Error("plaintext client: no error")
 		}
 	})
+}
+
+// TestStopBeforeServe checks that a Stop that runs before Serve (as when
+// a caller shuts down right after starting Serve in a goroutine) makes
+// Serve return instead of serving forever.
+func TestStopBeforeServe(t *testing.T) {
+	s := newService(t)
+	serverCreds, _, err := auth.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(lis, serverCreds, "secret") }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve after Stop = %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second): // a hang guard
+		lis.Close()
+		t.Fatal("Serve after Stop is still serving")
+	}
 }

@@ -78,8 +78,12 @@ func (Token) RequireTransportSecurity() bool { return true }
 
 // ServerOptions returns gRPC server options that check the bearer token of
 // every unary and streaming call: calls without it, or with another token,
-// fail with codes.Unauthenticated before reaching a handler.
+// fail with codes.Unauthenticated before reaching a handler. It panics if
+// token is empty, which would admit any client sending "Bearer ".
 func ServerOptions(token string) []grpc.ServerOption {
+	if token == "" {
+		panic("auth: ServerOptions: empty token")
+	}
 	check := func(ctx context.Context) error {
 		md, _ := metadata.FromIncomingContext(ctx)
 		vals := md.Get("authorization")

@@ -76,3 +76,14 @@ func TestWrongTokenRefused(t *testing.T) {
 		t.Fatalf("client with wrong token: %v, want Unauthenticated", err)
 	}
 }
+
+// TestServerOptionsEmptyToken checks that an empty token is refused at
+// setup: with it, a client sending "Bearer " would be let in.
+func TestServerOptionsEmptyToken(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error(`ServerOptions("") did not panic`)
+		}
+	}()
+	auth.ServerOptions("")
+}
