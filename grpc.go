@@ -55,7 +55,8 @@ func NewServer() *Server {
 // once gRPC ends each call after its handler returns (and once the stream
 // clients of the StreamFunc return from Recv on their context ending).
 // Call it before the gRPC server's GracefulStop. Stop is idempotent and safe
-// for concurrent use.
+// for concurrent use, but must not be called from a StreamFunc or its
+// stream client: it would wait for itself.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	s.stop()
