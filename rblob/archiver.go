@@ -76,8 +76,10 @@ func WithArchiveKeyPrefix(prefix string) ArchiverOption {
 // event, zero-padded to 20 digits, after the key prefix:
 // "00000000000000000042.jsonl". Event IDs must be increasing non-negative
 // integers (as rsql's are), so keys sort in write order. An object is
-// written when it holds WithArchiveMaxEvents events, when its first event is
-// WithArchiveMaxAge old, or on Flush, in a single atomic write.
+// written when it holds WithArchiveMaxEvents events, WithArchiveMaxAge after
+// its first event was buffered (measured on the local clock, not from the
+// event's timestamp), when the next event belongs to an object already in
+// the bucket, or on Flush, in a single atomic write.
 //
 // Cursor: the consumer's cursor must only advance past events that are in
 // the bucket, so the Archiver sets it itself, through the store given to

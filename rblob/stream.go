@@ -103,10 +103,12 @@ type client struct {
 	// pending holds the sorted keys > key of the last listing, not yet opened.
 	pending []string
 	// known holds the sorted keys of the last listing, to detect objects
-	// written below the position later; nil before the first listing.
-	known []string
-	timer *time.Timer
-	err   error // sticky
+	// written below the position later; listed is false before the first
+	// listing (known is nil after an empty one).
+	known  []string
+	listed bool
+	timer  *time.Timer
+	err    error // sticky
 }
 
 var (
@@ -271,7 +273,7 @@ func (c *client) listLocked() error {
 	if i < len(keys) && keys[i] == c.key {
 		i++
 	}
-	if c.known != nil {
+	if c.listed {
 		for _, k := range keys[:i] {
 			if _, found := slices.BinarySearch(c.known, k); !found {
 				c.b.metrics.DecodeErrors.Inc()
@@ -280,7 +282,7 @@ func (c *client) listLocked() error {
 		}
 	}
 	c.b.metrics.ListSkip.Add(float64(i))
-	c.known = keys
+	c.known, c.listed = keys, true
 	c.pending = keys[i:]
 	return nil
 }

@@ -183,3 +183,29 @@ func TestArchiverMaxAgeError(t *testing.T) {
 		}
 	})
 }
+
+// TestOutOfOrderAfterEmptyListing: an object written below a resumed
+// stream's position is reported even when the stream's first listing found
+// an empty bucket (it used to be skipped silently).
+func TestOutOfOrderAfterEmptyListing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		raw := memblob.OpenBucket(nil)
+		defer raw.Close()
+		b := rblob.NewBucket("order-empty", raw, rblob.WithBackoff(time.Second))
+		cl, err := b.Stream(t.Context(), "b|eof")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.(io.Closer).Close()
+		got := recvAsync(cl)
+		synctest.Wait()         // listed an empty bucket; waiting
+		write(t, raw, "a", "0") // below the position
+		write(t, raw, "c", "2")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		s, ok := pending(got)
+		if ok || !strings.Contains(s, rblob.ErrOutOfOrder.Error()) || !strings.Contains(s, `"a"`) {
+			t.Fatalf("Recv = %q (pending %v), want an ErrOutOfOrder error naming \"a\"", s, ok)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package rpatterns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -47,6 +48,9 @@ func awaitStream(ctx context.Context, stream reflex.StreamFunc, foreignID string
 	if err != nil {
 		return fmt.Errorf("rpatterns: await: open stream: %w", err)
 	}
+	if cl == nil {
+		return errors.New("rpatterns: await: stream returned a nil client and a nil error")
+	}
 	if c, ok := cl.(io.Closer); ok {
 		defer c.Close()
 	}
@@ -57,6 +61,9 @@ func awaitStream(ctx context.Context, stream reflex.StreamFunc, foreignID string
 				return ctx.Err()
 			}
 			return fmt.Errorf("rpatterns: await: recv: %w", err)
+		}
+		if e == nil {
+			return errors.New("rpatterns: await: stream returned a nil event and a nil error")
 		}
 		if e.ForeignID != foreignID {
 			continue

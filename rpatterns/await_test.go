@@ -152,3 +152,26 @@ func (c closer) Close() error {
 	c.closed.Store(true)
 	return nil
 }
+
+// nilClient is a misbehaving stream client whose Recv returns no event and
+// no error.
+type nilClient struct{}
+
+func (nilClient) Recv() (*reflex.Event, error) { return nil, nil }
+
+// TestAwaitBadStream: a stream that returns a nil client or a nil event
+// makes Await return an error instead of panicking in its goroutine.
+func TestAwaitBadStream(t *testing.T) {
+	for name, stream := range map[string]reflex.StreamFunc{
+		"nil client": func(context.Context, string, ...reflex.StreamOption) (reflex.StreamClient, error) { return nil, nil },
+		"nil event": func(context.Context, string, ...reflex.StreamOption) (reflex.StreamClient, error) {
+			return nilClient{}, nil
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := Await(t.Context(), stream, nil, "x"); err == nil {
+				t.Fatal("Await = nil, want an error")
+			}
+		})
+	}
+}

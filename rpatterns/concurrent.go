@@ -25,6 +25,11 @@ import (
 // the failure (naming the event), which ends the Run, and the next run
 // delivers the failed event again, together with the events after it that
 // had completed (delivery is at least once).
+//
+// The cursor never moves back: Run reads it before Reset writes the final
+// cursor of the previous run, so a run may start below it and deliver some
+// completed events again, but no cursor at or below one already written
+// is set again (stores such as rsql's reject them).
 type ConcurrentConsumer struct {
 	inner   reflex.Consumer
 	prog    *progress

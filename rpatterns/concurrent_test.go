@@ -3,6 +3,7 @@ package rpatterns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -247,3 +248,90 @@ type lifecycle struct {
 
 func (l *lifecycle) Reset(context.Context) error { l.resets.Add(1); return nil }
 func (l *lifecycle) Stop() error                 { l.stops.Add(1); return nil }
+
+// strictStore returns a store that, like rsql's cursors table, rejects a
+// cursor not greater than the stored one, and that fails SetCursor with
+// errTest while failSet is true.
+func strictStore(failSet *atomic.Bool) *reflextest.CursorStore {
+	var store *reflextest.CursorStore
+	store = reflextest.NewCursorStore(reflextest.WithFaults(reflextest.Faults{Set: func(name, cursor string) error {
+		if failSet.Load() {
+			return errTest
+		}
+		cur, _ := strconv.ParseInt(cursor, 10, 64)
+		if old := store.Cursor(name); old != "" {
+			if o, _ := strconv.ParseInt(old, 10, 64); cur <= o {
+				return fmt.Errorf("cursor %s <= %s: not increasing", cursor, old)
+			}
+		}
+		return nil
+	}}))
+	return store
+}
+
+// TestProgressNeverWritesBackwards: when a run starts from a cursor older
+// than the one Reset writes for the previous run (a cursor write failed,
+// or Run was called again without Spec.Stop), the events in between are
+// delivered again but the cursor is never set below what was written. A
+// store that rejects such cursors (as rsql's does) used to fail every
+// later Run with a reset error.
+func TestProgressNeverWritesBackwards(t *testing.T) {
+	type lifeConsumer interface {
+		reflex.Consumer
+		reflex.ResetterCtx
+		reflex.Stopper
+	}
+	for name, build := range map[string]func(reflex.CursorStore, reflex.Consumer) lifeConsumer{
+		"concurrent": func(s reflex.CursorStore, c reflex.Consumer) lifeConsumer { return NewConcurrentConsumer(s, c, 2) },
+		"keyed":      func(s reflex.CursorStore, c reflex.Consumer) lifeConsumer { return NewKeyedConsumer(s, c, 2) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var failSet atomic.Bool
+				store := strictStore(&failSet)
+				c := build(store, reflex.NewConsumer("c", (&recorder{}).fn))
+				defer c.Stop()
+				consume := func(from, to int) {
+					t.Helper()
+					for i := from; i <= to; i++ {
+						if err := c.Consume(t.Context(), &reflex.Event{ID: strconv.Itoa(i), ForeignID: "f"}); err != nil {
+							t.Fatalf("Consume(%d) = %v", i, err)
+						}
+						synctest.Wait()
+					}
+				}
+
+				// Run 1: events 1..4 complete, but writing cursor 4 fails.
+				if err := c.Reset(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				consume(1, 3)
+				failSet.Store(true)
+				consume(4, 4)
+				failSet.Store(false)
+
+				// Run 2 read cursor 3 before its Reset wrote 4.
+				if err := c.Reset(t.Context()); err != nil {
+					t.Fatalf("Reset = %v", err)
+				}
+				if got := store.Cursor("c"); got != "4" {
+					t.Fatalf("cursor after Reset = %q, want 4", got)
+				}
+				consume(4, 7) // 4 again, then new events
+				if err := c.Reset(t.Context()); err != nil {
+					t.Fatalf("second Reset = %v", err)
+				}
+				if got := store.Cursor("c"); got != "7" {
+					t.Errorf("cursor = %q, want 7", got)
+				}
+				if sets := store.Sets("c"); !slices.IsSortedFunc(sets, func(a, b string) int {
+					x, _ := strconv.Atoi(a)
+					y, _ := strconv.Atoi(b)
+					return x - y
+				}) {
+					t.Errorf("cursor sets %v move backwards", sets)
+				}
+			})
+		})
+	}
+}

@@ -32,6 +32,10 @@
 // Stop is called ([reflex.Spec.Stop]; [RunForever] calls it after every
 // run). Stop is idempotent and returns after the goroutines have exited.
 //
+// Lock order, outer first: BatchConsumer.mu, then BatchConsumer.lifeMu;
+// ConcurrentConsumer.mu or KeyedConsumer.mu, then the cursor tracker's mu,
+// then GapSequence.mu.
+//
 // Nothing in this package sleeps with time.Sleep: waits are timers selected
 // against the context, so tests can use testing/synctest.
 package rpatterns

@@ -56,6 +56,11 @@ func WithKeyFunc(fn func(e *reflex.Event) string) KeyedOption {
 // returns the failure (naming the event), which ends the Run; the next run
 // delivers the failed event and everything after it again, in order
 // (delivery is at least once).
+//
+// The cursor never moves back: Run reads it before Reset writes the final
+// cursor of the previous run, so a run may start below it and deliver some
+// completed events again, but no cursor at or below one already written
+// is set again (stores such as rsql's reject them).
 type KeyedConsumer struct {
 	inner    reflex.Consumer
 	prog     *progress

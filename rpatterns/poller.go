@@ -37,8 +37,12 @@ type Poller struct {
 }
 
 // NewPoller returns a Poller that streams the events pollFn returns. It
-// panics if WithPollBackoff is not positive, a programming error.
+// panics if pollFn is nil or WithPollBackoff is not positive, programming
+// errors.
 func NewPoller(pollFn PollFunc, opts ...PollerOption) *Poller {
+	if pollFn == nil {
+		panic("rpatterns: NewPoller: nil poll function")
+	}
 	c := pollerConfig{backoff: defaultPollBackoff}
 	for _, o := range opts {
 		o(&c)

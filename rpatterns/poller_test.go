@@ -139,6 +139,17 @@ func TestPollerErrors(t *testing.T) {
 	NewPoller((&pager{}).poll, WithPollBackoff(0))
 }
 
+// TestPollerNilFunc: a nil poll function is a programming error caught at
+// construction, not by a panic in a later Recv.
+func TestPollerNilFunc(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("NewPoller(nil) did not panic")
+		}
+	}()
+	NewPoller(nil)
+}
+
 func TestPollerBuffered(t *testing.T) {
 	p := &pager{n: 3, size: 3}
 	cl, _ := NewPoller(p.poll).Stream(t.Context(), "")

@@ -35,7 +35,7 @@ type progress struct {
 	mu      sync.Mutex // protects the following fields
 	seq     *GapSequence
 	failed  error
-	written int64         // the cursor last set, 0 for none
+	written int64         // the cursor last set, 0 for none; never decreases
 	kick    chan struct{} // wakes the loop; nil when it is not running
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -159,11 +159,13 @@ func (p *progress) finish(ctx context.Context) error {
 }
 
 // reset forgets all events and the failure, for a new run that resumes at
-// the stored cursor.
+// the stored cursor. It keeps written: Run reads the cursor before Reset
+// writes the previous run's final one, so a run may start below written
+// (its first events are then delivered again), and writing its lower
+// cursors would move the cursor back, which stores such as rsql's reject.
 func (p *progress) reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.seq = NewGapSequence()
 	p.failed = nil
-	p.written = 0
 }

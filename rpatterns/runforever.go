@@ -61,7 +61,8 @@ func RunForever(getCtx func() context.Context, spec reflex.Spec) {
 // error wrapped. getCtx (nil means every run uses ctx) receives ctx and may
 // block until the next run should start, returning the context for that
 // run; each run also ends when ctx is done. The waits between runs are
-// those of RunForever.
+// those of RunForever; a context from getCtx that is done already is not
+// run, and getCtx is called again about 100ms later.
 func RunForeverCtx(ctx context.Context, getCtx func(ctx context.Context) (context.Context, error), spec reflex.Spec) error {
 	if getCtx == nil {
 		getCtx = func(ctx context.Context) (context.Context, error) { return ctx, nil }
@@ -89,22 +90,15 @@ func runForever(ctx context.Context, getCtx func(context.Context) (context.Conte
 		runCtx, cancel := context.WithCancel(runCtx)
 		stop := context.AfterFunc(ctx, cancel)
 
-		start := time.Now()
-		err = reflex.Run(runCtx, spec)
-		_ = spec.Stop()
-
 		var d time.Duration
-		switch {
-		case runCtx.Err() != nil:
-			// Cancelled: no wait, go back to getCtx (and ctx).
-		case reflex.IsExpected(err):
-			d = expectedErrDelay
-		default:
-			if time.Since(start) >= maxErrDelay {
-				failures = 0
-			}
-			d = min(minErrDelay<<min(failures, 16), maxErrDelay)
-			failures++
+		wait := runCtx.Done()
+		if runCtx.Err() != nil {
+			// getCtx returned a context that is done already: do not run,
+			// and wait (until ctx ends) before asking again, so that a
+			// getCtx that keeps doing so does not make this loop spin.
+			d, wait = expectedErrDelay, ctx.Done()
+		} else {
+			d = runOnce(runCtx, spec, &failures)
 		}
 		if d > 0 {
 			d = jitter(d)
@@ -115,13 +109,34 @@ func runForever(ctx context.Context, getCtx func(context.Context) (context.Conte
 				timer.Reset(d)
 			}
 			select {
-			case <-runCtx.Done():
+			case <-wait:
 			case <-timer.C:
 			}
 		}
 		stop()
 		cancel()
 	}
+}
+
+// runOnce runs spec, stops it and returns how long to wait before the next
+// run, counting consecutive failures in failures.
+func runOnce(runCtx context.Context, spec reflex.Spec, failures *int) time.Duration {
+	start := time.Now()
+	err := reflex.Run(runCtx, spec)
+	_ = spec.Stop()
+
+	switch {
+	case runCtx.Err() != nil:
+		return 0 // cancelled: no wait, go back to getCtx (and ctx)
+	case reflex.IsExpected(err):
+		return expectedErrDelay
+	}
+	if time.Since(start) >= maxErrDelay {
+		*failures = 0
+	}
+	d := min(minErrDelay<<min(*failures, 16), maxErrDelay)
+	*failures++
+	return d
 }
 
 // jitter returns a random duration in (d/2, d].

@@ -217,3 +217,31 @@ func TestRunForeverCtxGetCtx(t *testing.T) {
 		}
 	})
 }
+
+// TestRunForeverCtxDoneRunContext: a getCtx that returns a context that is
+// already done (say, a lease lost at once) does not make RunForeverCtx spin:
+// it waits about 100ms before calling getCtx again.
+func TestRunForeverCtxDoneRunContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		spec := reflex.NewSpec(newLog(2).Stream, reflextest.NewCursorStore(), reflex.NewConsumer("rf", (&recorder{}).fn))
+		done, cancelDone := context.WithCancel(t.Context())
+		cancelDone()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		const calls = 10
+		n := 0
+		start := time.Now()
+		err := RunForeverCtx(ctx, func(context.Context) (context.Context, error) {
+			if n++; n == calls {
+				cancel()
+			}
+			return done, nil
+		}, spec)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("RunForeverCtx = %v, want context.Canceled", err)
+		}
+		if d, min := time.Since(start), (calls-1)*expectedErrDelay/2; d < min {
+			t.Errorf("%d runs with a done context took %v, want at least %v", calls, d, min)
+		}
+	})
+}
