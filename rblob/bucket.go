@@ -32,6 +32,16 @@ type config struct {
 	backoff    time.Duration
 	decoder    DecoderFunc
 	startAfter StartAfterFunc
+	allowEmpty bool
+}
+
+// WithEmptyObjects makes streams accept objects that hold no records: they
+// emit nothing, as in the reference library (whose test data holds empty
+// objects). By default an empty object ends the stream with an
+// *ObjectError wrapping ErrEmptyObject, because in an append-only log of
+// events an object without records is usually a failed or truncated write.
+func WithEmptyObjects() Option {
+	return func(c *config) { c.allowEmpty = true }
 }
 
 // WithBackoff sets how long a stream waits before listing the bucket again

@@ -32,6 +32,10 @@ var (
 	// represent.
 	ErrInvalidKey = errors.New("rblob: object key cannot be part of a cursor")
 
+	// ErrEmptyObject is wrapped in the *ObjectError returned by Recv for an
+	// object with no records, unless the bucket has WithEmptyObjects.
+	ErrEmptyObject = errors.New("rblob: object has no records")
+
 	// ErrClientClosed is returned by a stream client's Recv after Close, and
 	// by a second Close.
 	ErrClientClosed = errors.New("rblob: stream client closed")

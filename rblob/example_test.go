@@ -18,7 +18,6 @@ func ExampleBucket_Stream() {
 	raw := memblob.OpenBucket(nil)
 	defer raw.Close()
 	_ = raw.WriteAll(ctx, "2026/05/01/a", []byte(`{"user":1}`+"\n"+`{"user":2}`+"\n"), nil)
-	_ = raw.WriteAll(ctx, "2026/05/01/b", nil, nil) // empty: emits nothing
 	_ = raw.WriteAll(ctx, "2026/05/02/a", []byte(`{"user":3}`), nil)
 
 	bucket := rblob.NewBucket("example", raw)

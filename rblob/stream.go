@@ -26,7 +26,8 @@ import (
 // Each event has ID = its Cursor, Timestamp = the object's modification
 // time, MetaData = the record, Type 0 and no ForeignID. The stream decodes
 // one record ahead to know which record is an object's last (whose cursor
-// is key|eof); empty objects emit nothing.
+// is key|eof). An object without records is an error (ErrEmptyObject)
+// unless the bucket has WithEmptyObjects, when it emits nothing.
 //
 // Options: WithStreamToHead makes Recv return reflex.ErrHeadReached once
 // the last listed object is done and a new listing finds no newer one.
@@ -288,18 +289,22 @@ func (c *client) listLocked() error {
 }
 
 // open opens the object key and reads its first record; an empty object
-// is done at once.
+// is an error, or done at once with WithEmptyObjects.
 func (c *client) openLocked(key string) error {
 	o, err := c.openObjectLocked(key)
 	if err != nil {
 		return err
 	}
-	c.key = key
 	rec, err := o.dec.Decode()
 	if errors.Is(err, io.EOF) {
 		_ = o.r.Close()
+		if !c.b.cfg.allowEmpty {
+			return &ObjectError{Key: key, Offset: 0, Err: ErrEmptyObject}
+		}
+		c.key = key
 		return nil
 	}
+	c.key = key
 	if err != nil {
 		_ = o.r.Close()
 		return c.decodeErr(key, 0, err)

@@ -207,7 +207,8 @@ func testdataBucket(t *testing.T, prefix string) *rblob.Bucket {
 	if prefix != "" {
 		raw = blob.PrefixedBucket(raw, prefix)
 	}
-	return rblob.NewBucket("testdata", raw)
+	// The reference library's test data holds empty objects.
+	return rblob.NewBucket("testdata", raw, rblob.WithEmptyObjects())
 }
 
 // drain reads a to-head stream to the end.
@@ -380,7 +381,7 @@ func mustPanic(t *testing.T, what string, f func()) {
 func TestPickupNewObjects(t *testing.T) {
 	raw := memBucket(t)
 	write(t, raw, "a", "1 2")
-	b := rblob.NewBucket("pickup", raw, rblob.WithBackoff(testBackoff))
+	b := rblob.NewBucket("pickup", raw, rblob.WithBackoff(testBackoff), rblob.WithEmptyObjects())
 	cl, err := b.Stream(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -627,7 +628,7 @@ func TestMetrics(t *testing.T) {
 	write(t, raw, "a", "1 2 3") // 5 bytes
 	write(t, raw, "b", "")
 	write(t, raw, "c", "4 x") // 3 bytes, malformed
-	b := rblob.NewBucket("metrics-test", raw)
+	b := rblob.NewBucket("metrics-test", raw, rblob.WithEmptyObjects())
 	m := metrics.NewRBlob("metrics-test")
 
 	_, err := drainErr(t, b.Stream, "")
@@ -667,5 +668,42 @@ func TestKeyOrderAcrossDirectories(t *testing.T) {
 	}
 	if got := records(drain(t, b.Stream, "x-3|eof")); got != "1,2,4" {
 		t.Errorf("after x-3: records %q, want 1,2,4", got)
+	}
+}
+
+func TestEmptyObjectIsError(t *testing.T) {
+	raw := memBucket(t)
+	write(t, raw, "a", "1 2")
+	write(t, raw, "b", "")
+	write(t, raw, "c", "3")
+	got, err := func() ([]string, error) {
+		cl, err := rblob.NewBucket("empty", raw).Stream(t.Context(), "", reflex.WithStreamToHead())
+		if err != nil {
+			return nil, err
+		}
+		defer cl.(io.Closer).Close()
+		var ids []string
+		for {
+			e, err := cl.Recv()
+			if err != nil {
+				return ids, err
+			}
+			ids = append(ids, e.ID)
+		}
+	}()
+	if !errors.Is(err, rblob.ErrEmptyObject) {
+		t.Fatalf("Recv error = %v, want ErrEmptyObject", err)
+	}
+	var oe *rblob.ObjectError
+	if !errors.As(err, &oe) || oe.Key != "b" || !strings.Contains(err.Error(), `"b"`) {
+		t.Errorf("error %v does not name the empty object \"b\"", err)
+	}
+	if strings.Join(got, ",") != "a|01|0,a|eof" {
+		t.Errorf("events before the error = %v, want a|01|0, a|eof", got)
+	}
+	// With WithEmptyObjects the same bucket streams to its head.
+	all := drain(t, rblob.NewBucket("empty-ok", raw, rblob.WithEmptyObjects()).Stream, "")
+	if len(all) != 3 || all[2].ID != "c|eof" {
+		t.Errorf("WithEmptyObjects: got %d events, want 3 ending at c|eof", len(all))
 	}
 }
