@@ -126,14 +126,40 @@ func TestStreamFunc(t *testing.T, h StreamHarness) {
 		cl := s.open(t, stream, "")
 		s.compare(t, s.recvN(t, cl, 3), first)
 
+		// Recv blocks at the head until the events are appended. Only the
+		// test goroutine may call t.Fatal (the Appender does), so Recv runs
+		// on its own goroutine and reports back.
 		more := suiteEvents(3, 2)
-		done := make(chan struct{})
+		type result struct {
+			events []reflex.Event
+			err    error
+		}
+		rc := make(chan result, 1)
 		go func() {
-			defer close(done)
-			add(t, more...)
+			var r result
+			for len(r.events) < len(more) && r.err == nil {
+				e, err := cl.Recv()
+				switch {
+				case err != nil:
+					r.err = err
+				case e == nil:
+					r.err = errors.New("Recv returned a nil event and a nil error")
+				default:
+					r.events = append(r.events, *e)
+				}
+			}
+			rc <- r
 		}()
-		s.compare(t, s.recvN(t, cl, 2), more)
-		<-done
+		add(t, more...)
+		select {
+		case r := <-rc:
+			if r.err != nil {
+				t.Fatalf("Recv after %d appended events: %v", len(r.events), r.err)
+			}
+			s.compare(t, r.events, more)
+		case <-time.After(guard):
+			t.Fatalf("Recv did not return the appended events within %v", guard)
+		}
 	})
 
 	t.Run("FromHead", func(t *testing.T) {
@@ -207,11 +233,16 @@ func TestStreamFunc(t *testing.T, h StreamHarness) {
 		add(t, want...)
 		var wg sync.WaitGroup
 		results := make([][]reflex.Event, 4)
+		errs := make([]error, len(results))
 		for i := range results {
-			wg.Go(func() { results[i] = s.drain(t, stream, "", reflex.WithStreamToHead()) })
+			wg.Go(func() { results[i], errs[i] = drainErr(stream, "", reflex.WithStreamToHead()) })
 		}
 		wg.Wait()
-		for _, got := range results {
+		for i, got := range results {
+			if errs[i] != nil {
+				t.Errorf("stream %d: %v", i, errs[i])
+				continue
+			}
 			s.compare(t, got, want)
 		}
 	})
@@ -329,16 +360,35 @@ func (s suite) wantHead(t *testing.T, cl reflex.StreamClient) {
 // drain reads a to-head stream until ErrHeadReached.
 func (s suite) drain(t *testing.T, stream reflex.StreamFunc, after string, opts ...reflex.StreamOption) []reflex.Event {
 	t.Helper()
-	cl := s.open(t, stream, after, opts...)
+	out, err := drainErr(stream, after, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// drainErr is drain for goroutines other than the test's: it reports
+// instead of failing the test.
+func drainErr(stream reflex.StreamFunc, after string, opts ...reflex.StreamOption) ([]reflex.Event, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	cl, err := stream(ctx, after, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("StreamFunc(after=%q): %w", after, err)
+	}
+	if c, ok := cl.(io.Closer); ok {
+		defer c.Close()
+	}
 	var out []reflex.Event
 	for {
 		e, err := cl.Recv()
-		if reflex.IsHeadReachedErr(err) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("Recv after %d events: %v", len(out), err)
-			return nil
+		switch {
+		case reflex.IsHeadReachedErr(err):
+			return out, nil
+		case err != nil:
+			return out, fmt.Errorf("Recv after %d events: %w", len(out), err)
+		case e == nil:
+			return out, fmt.Errorf("Recv after %d events returned a nil event and a nil error", len(out))
 		}
 		out = append(out, *e)
 	}
