@@ -120,8 +120,15 @@ var (
 //
 // Consume applies, in order: WithFilterIncludeTypes, WithEventFilter, fn,
 // and for unexpected errors the recovery function. Skipped events return
-// nil. It is safe for concurrent use if fn is.
+// nil. Consume of a nil event, or of any event by a consumer with a nil fn,
+// returns an error. It is safe for concurrent use if fn is. NewConsumer
+// panics if an option is nil.
 func NewConsumer(name string, fn ConsumerFunc, opts ...ConsumerOption) Consumer {
+	for _, o := range opts {
+		if o == nil {
+			panic("reflex: NewConsumer " + name + ": nil ConsumerOption")
+		}
+	}
 	c := &consumer{
 		name:        name,
 		fn:          fn,
@@ -138,6 +145,9 @@ func NewConsumer(name string, fn ConsumerFunc, opts ...ConsumerOption) Consumer 
 func (c *consumer) Name() string { return c.name }
 
 func (c *consumer) Consume(ctx context.Context, e *Event) error {
+	if e == nil {
+		return errNilEvent
+	}
 	start := time.Now()
 	lag := start.Sub(e.Timestamp)
 	c.metrics.Start(start, lag, c.lagAlert > 0 && lag > c.lagAlert)
@@ -153,7 +163,11 @@ func (c *consumer) Consume(ctx context.Context, e *Event) error {
 		return nil
 	}
 	if err == nil {
-		err = c.fn(ctx, e)
+		if c.fn == nil {
+			err = fmt.Errorf("reflex: consumer %q has a nil ConsumerFunc", c.name)
+		} else {
+			err = c.fn(ctx, e)
+		}
 	}
 	if err != nil && !IsExpected(err) {
 		if c.recover != nil {

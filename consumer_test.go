@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -549,5 +550,41 @@ func TestConsumerConcurrent(t *testing.T) {
 	}
 	if got := metric(t, famSkipped, name); got != 16 {
 		t.Errorf("skipped = %v, want 16", got)
+	}
+}
+
+func TestNewConsumerBadSetup(t *testing.T) {
+	for name, build := range map[string]func(){
+		"nil option": func() { reflex.NewConsumer("c", func(context.Context, *reflex.Event) error { return nil }, nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r == nil || !strings.HasPrefix(fmt.Sprint(r), "reflex: ") {
+					t.Errorf("recover() = %v, want a reflex: panic", r)
+				}
+			}()
+			build()
+		})
+	}
+}
+
+func TestConsumeNilEvent(t *testing.T) {
+	called := false
+	c := reflex.NewConsumer("nil_event", func(context.Context, *reflex.Event) error {
+		called = true
+		return nil
+	})
+	if err := c.Consume(t.Context(), nil); err == nil {
+		t.Error("Consume(nil) returned nil, want an error")
+	}
+	if called {
+		t.Error("Consume(nil) called the consumer function")
+	}
+}
+
+func TestConsumeNilFunc(t *testing.T) {
+	c := reflex.NewConsumer("nil_func", nil)
+	if err := c.Consume(t.Context(), &reflex.Event{ID: "1", Type: testType(1), Timestamp: time.Now()}); err == nil {
+		t.Error("Consume with a nil ConsumerFunc returned nil, want an error")
 	}
 }
