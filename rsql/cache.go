@@ -96,7 +96,9 @@ func (c *rcache) load(ctx context.Context, db *sql.DB, prev int64, lag time.Dura
 			if f.err != nil && isContextErr(f.err) && ctx.Err() == nil {
 				continue // the loader's context ended, not ours: retry
 			}
-			return f.b, f.err
+			b := f.b
+			b.head = false // loaded before this caller may have looked
+			return b, f.err
 		}
 
 		f.b, f.err = inner(ctx, db, prev, lag, limit)

@@ -253,7 +253,7 @@ func (t *CursorsTable) Name() string { return t.name }
 // none. It reads the database only: cursors still buffered in asynchronous
 // mode are not seen (call Flush first). It is safe for concurrent use.
 func (t *CursorsTable) GetCursor(ctx context.Context, dbc DBC, consumerName string) (string, error) {
-	if dbc == nil {
+	if isNilDBC(dbc) {
 		return "", fmt.Errorf("rsql: get cursor of consumer %q in table %s: nil DBC", consumerName, t.name)
 	}
 	q := t.stmt()
@@ -294,7 +294,7 @@ func (t *CursorsTable) SetCursor(ctx context.Context, dbc DBC, consumerName, cur
 	if err != nil {
 		return err
 	}
-	if dbc == nil {
+	if isNilDBC(dbc) {
 		return fmt.Errorf("rsql: set cursor of consumer %q in table %s: nil DBC", consumerName, t.name)
 	}
 	if t.cfg.period <= 0 {

@@ -18,3 +18,17 @@ var (
 	_ DBC = (*sql.DB)(nil)
 	_ DBC = (*sql.Tx)(nil)
 )
+
+// isNilDBC reports whether dbc is nil or a nil *sql.DB or *sql.Tx, which
+// would panic on first use.
+func isNilDBC(dbc DBC) bool {
+	switch v := dbc.(type) {
+	case nil:
+		return true
+	case *sql.DB:
+		return v == nil
+	case *sql.Tx:
+		return v == nil
+	}
+	return false
+}

@@ -31,9 +31,9 @@
 //
 // All streams of one table (same name and *sql.DB) in a process share one
 // head watcher: while any of them waits at the head, a single goroutine
-// queries the table's maximum ID (and the IDs the streams need next) every
-// poll interval, 50 ms by default ([WithEventsBackoff]), and wakes the
-// streams that can progress. Inserts in the process wake them at once
+// queries the table's maximum ID every poll interval, 50 ms by default
+// ([WithEventsBackoff]), and wakes the streams when it reaches the ID one
+// of them needs next. Inserts in the process wake them at once
 // through the [NotifyFunc] they return. The read-through cache of an
 // [EventsTable] serves the recent events to all its streams; streams far
 // behind the head bypass it and read large batches ahead of the consumer.

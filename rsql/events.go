@@ -188,8 +188,9 @@ func (t *EventsTable) Insert(ctx context.Context, dbc DBC, foreignID string, typ
 // An event with foreign ID "0" and type 0 is rejected with ErrInvalidNoop
 // and a nil NotifyFunc (that combination marks the noop events of
 // FillGaps). Non-nil metadata on a table without a metadata column fails
-// with ErrMetadataNotEnabled. Other failures, such as metadata too long
-// for its column, return the database error wrapped with the table name.
+// with ErrMetadataNotEnabled, and a nil dbc (without WithEventsInserter)
+// with an error. Other failures, such as metadata too long for its
+// column, return the database error wrapped with the table name.
 // After any error other than ErrInvalidNoop the NotifyFunc is a non-nil
 // no-op.
 func (t *EventsTable) InsertWithMetadata(ctx context.Context, dbc DBC, foreignID string, typ reflex.EventType, metadata []byte) (NotifyFunc, error) {
@@ -287,6 +288,9 @@ var maxInsertSQL = 4 << 20
 // insertSQLRows is the default inserter: one INSERT per chunk of rows,
 // with literal values where the dialect prefers them.
 func (t *EventsTable) insertSQLRows(ctx context.Context, dbc DBC, events []EventToInsert) error {
+	if isNilDBC(dbc) {
+		return fmt.Errorf("rsql: insert into events table %s: nil DBC", t.name)
+	}
 	var trace []byte
 	if t.q.trace != "" {
 		if sc, ok := tracing.Extract(ctx); ok {

@@ -28,6 +28,11 @@ type batch struct {
 	// full is set when the base loader returned as many rows as asked, so
 	// more rows probably follow.
 	full bool
+	// head is set when the SQL loader returned fewer rows than asked and
+	// no gap, all of them in this batch: the batch reached the table's
+	// head as of this load. Only loads that queried the table for this
+	// caller set it (not cache hits, shared loads or read-ahead).
+	head bool
 }
 
 // eventType is the type of events loaded from a table.
@@ -115,7 +120,7 @@ func (t *EventsTable) loadGapped(ctx context.Context, db *sql.DB, prev int64, la
 				return batch{}, err
 			}
 			if inFlight {
-				b.events, b.ids, b.gap, b.full = nil, nil, true, false
+				b.events, b.ids, b.gap, b.full, b.head = nil, nil, true, false, false
 				break
 			}
 		}
@@ -123,7 +128,7 @@ func (t *EventsTable) loadGapped(ctx context.Context, db *sql.DB, prev int64, la
 			t.m.GapDetected.Inc()
 			t.gaps.offer(Gap{Prev: cur, Next: id})
 			t.open.seen(cur + 1)
-			b.events, b.ids, b.gap, b.full = b.events[:i], b.ids[:i], true, false
+			b.events, b.ids, b.gap, b.full, b.head = b.events[:i], b.ids[:i], true, false, false
 			break
 		}
 		cur = id
@@ -231,6 +236,7 @@ func (t *EventsTable) loadSQL(ctx context.Context, db *sql.DB, prev int64, lag t
 	}
 	b := dec.finish()
 	b.full = len(b.ids) >= limit
+	b.head = !b.full
 	d := time.Since(start)
 	t.m.Loading.Observe(d.Seconds())
 	if n := len(b.ids); n > 0 {

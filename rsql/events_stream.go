@@ -19,7 +19,9 @@ import (
 // int64) and, with reflex.WithStreamFromHead, resolves the head (the
 // maximum ID) before it returns: events inserted after the stream is
 // opened are delivered, even before the first Recv. It returns the
-// database error if that query fails. See Stream for the clients.
+// database error if that query fails, and an error for a nil dbc (unless
+// the table has a WithEventsLoader and the stream is not from the head).
+// See Stream for the clients.
 func (t *EventsTable) ToStream(dbc *sql.DB, opts ...reflex.StreamOption) reflex.StreamFunc {
 	defaults := append([]reflex.StreamOption(nil), opts...)
 	return func(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
@@ -34,11 +36,11 @@ func (t *EventsTable) ToStream(dbc *sql.DB, opts ...reflex.StreamOption) reflex.
 }
 
 // Stream returns a client of the table's events after the cursor after
-// ("" for all). It does no I/O and never fails: an invalid cursor is
-// reported by the first Recv (an error wrapping ErrInvalidIntID), and
-// reflex.WithStreamFromHead resolves the head at the first Recv, so events
-// inserted before it are skipped; ToStream resolves it when the stream is
-// opened instead.
+// ("" for all). It does no I/O and never fails: an invalid cursor (an
+// error wrapping ErrInvalidIntID) or a nil dbc is reported by the first
+// Recv, and reflex.WithStreamFromHead resolves the head at the first Recv,
+// so events inserted before it are skipped; ToStream resolves it when the
+// stream is opened instead.
 //
 // Recv returns the events in ID order, never past a missing ID (see
 // FillGaps), skipping noop events unless WithIncludeNoopEvents. At the
@@ -50,8 +52,9 @@ func (t *EventsTable) ToStream(dbc *sql.DB, opts ...reflex.StreamOption) reflex.
 // Close, Recv returns the context's error.
 //
 // The client is for one goroutine; Close may be called from any. It
-// implements io.Closer (Close stops its read-ahead goroutine and is
-// idempotent) and reflex.Buffered.
+// implements io.Closer (Close stops its read-ahead goroutine, releases
+// its share of the head watcher and is idempotent; close every client)
+// and reflex.Buffered.
 func (t *EventsTable) Stream(ctx context.Context, dbc *sql.DB, after string, opts ...reflex.StreamOption) reflex.StreamClient {
 	return t.newClient(ctx, dbc, after, opts)
 }
@@ -90,8 +93,13 @@ type streamClient struct {
 	notifyC <-chan struct{}
 	pf      chan prefetched // result of the running read-ahead, or nil
 
-	mu     sync.Mutex // protects closed and calls of wg.Go
+	mu     sync.Mutex // protects the following fields and calls of wg.Go
 	closed bool
+	// held, when not nil, is the watcher (with a reference kept by the
+	// client) and heldTk a ticket of it taken before the last load, which
+	// reached the head: the next fill waits on heldTk without loading.
+	held   *watcher
+	heldTk ticket
 	wg     sync.WaitGroup // the read-ahead goroutine
 }
 
@@ -135,16 +143,54 @@ func (c *streamClient) Buffered() int { return len(c.buf) - c.i }
 func (c *streamClient) Close() error {
 	c.mu.Lock()
 	c.closed = true
+	held := c.held
+	c.held = nil
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+	if held != nil {
+		held.release()
+	}
 	return nil
+}
+
+// holdTicket keeps w (one more reference) and tk, taken before a load
+// that reached the head, for the next fill.
+func (c *streamClient) holdTicket(w *watcher, tk ticket) {
+	w.retain() // not under c.mu, which is never held while taking another lock
+	c.mu.Lock()
+	if !c.closed {
+		c.held, c.heldTk, w = w, tk, nil
+	}
+	c.mu.Unlock()
+	if w != nil {
+		w.release()
+	}
+}
+
+// takeTicket returns the ticket kept by holdTicket, if any and of w,
+// dropping the reference to its watcher.
+func (c *streamClient) takeTicket(w *watcher) (ticket, bool) {
+	c.mu.Lock()
+	held, tk := c.held, c.heldTk
+	c.held = nil
+	c.mu.Unlock()
+	if held == nil {
+		return ticket{}, false
+	}
+	held.release()
+	return tk, held == w
 }
 
 // start resolves the starting cursor.
 func (c *streamClient) start() error {
 	if c.started {
 		return nil
+	}
+	if c.db == nil && (c.t.cfg.loader == nil || c.opts.StreamFromHead) {
+		// The SQL loader and the head query need the database; a custom
+		// loader may not.
+		return fmt.Errorf("rsql: stream events table %s: nil *sql.DB", c.t.name)
 	}
 	var cur int64
 	switch {
@@ -184,19 +230,29 @@ func (c *streamClient) fill() error {
 	trustHead := !c.opts.StreamToHead && c.opts.Lag == 0 && c.t.cfg.loader == nil && c.t.backoff > 0
 	w := acquireWatcher(c.db, c.t)
 	defer w.release()
+	// After a load that reached the head, a stream tailing the table
+	// waits without loading again: on the ticket it took before that
+	// load, so that any notification since closes it, and for the ID it
+	// needs next, which the watcher polls for. That saves an empty load
+	// per event.
+	tk, held := c.takeTicket(w)
 	for {
 		if err := c.ctx.Err(); err != nil {
 			return err
 		}
-		tk := w.ticket(c.pos)
 		gap := false
-		if !trustHead || !tk.atHead || c.pf != nil {
+		if held {
+			held = false
+		} else if tk = w.ticket(c.pos); !trustHead || !tk.atHead || c.pf != nil {
 			b, err := c.next()
 			if err != nil {
 				return err
 			}
 			if len(b.events) > 0 {
 				c.buf, c.ids, c.i, c.pos = b.events, b.ids, 0, b.next
+				if trustHead && b.head {
+					c.holdTicket(w, tk)
+				}
 				return nil
 			}
 			if b.next > c.pos { // only noops: skip them
@@ -256,6 +312,7 @@ func (c *streamClient) next() (batch, error) {
 			return batch{}, c.ctx.Err()
 		}
 		c.pf = nil
+		b.head = false // loaded before the caller's ticket
 	} else {
 		c.t.m.Polls.Inc()
 		b, err = c.t.load(c.ctx, c.db, c.pos, c.opts.Lag, c.limit, c.limit > c.t.limit)

@@ -581,6 +581,38 @@ func TestBadCursors(t *testing.T) {
 	}
 }
 
+// TestNilHandles: nil database handles give errors, not panics.
+func TestNilHandles(t *testing.T) {
+	ctx := t.Context()
+	table := rsql.NewEventsTable("events_nil")
+	for _, dbc := range []rsql.DBC{nil, (*sql.DB)(nil), (*sql.Tx)(nil)} {
+		if _, err := table.Insert(ctx, dbc, "a", testType(1)); err == nil || !strings.Contains(err.Error(), "nil DBC") {
+			t.Errorf("Insert(%T): error %v, want nil DBC", dbc, err)
+		}
+		evs := []rsql.EventToInsert{{ForeignID: "a", Type: testType(1)}}
+		if _, err := table.InsertMany(ctx, dbc, evs); err == nil || !strings.Contains(err.Error(), "nil DBC") {
+			t.Errorf("InsertMany(%T): error %v, want nil DBC", dbc, err)
+		}
+	}
+	for _, opts := range [][]reflex.StreamOption{nil, {reflex.WithStreamFromHead()}} {
+		if _, err := table.ToStream(nil)(ctx, "", opts...); err == nil || !strings.Contains(err.Error(), "nil *sql.DB") {
+			t.Errorf("ToStream(nil) with %d options: error %v, want nil *sql.DB", len(opts), err)
+		}
+		cl := table.Stream(ctx, nil, "", opts...)
+		if _, err := cl.Recv(); err == nil || !strings.Contains(err.Error(), "nil *sql.DB") {
+			t.Errorf("Stream(nil) with %d options: Recv error %v, want nil *sql.DB", len(opts), err)
+		}
+		closeClient(cl)
+	}
+	cursors := rsql.NewCursorsTable("cursors_nil", rsql.WithCursorAsyncDisabled())
+	if _, err := cursors.GetCursor(ctx, (*sql.DB)(nil), "c"); err == nil {
+		t.Error("GetCursor with a nil *sql.DB succeeded")
+	}
+	if err := cursors.SetCursor(ctx, (*sql.Tx)(nil), "c", "1"); err == nil {
+		t.Error("SetCursor with a nil *sql.Tx succeeded")
+	}
+}
+
 func TestConstructionPanics(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -3,8 +3,6 @@ package rsql
 import (
 	"context"
 	"database/sql"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,9 +23,11 @@ import (
 // it loads, and waits on that channel, so a notification between its
 // empty load and its wait closes the channel it waits on. Each waiter also
 // registers the ID it needs next (cursor+1); the poller closes the channel
-// when any of those IDs exists, however long after the load it committed.
-// The poller also closes it when the maximum ID changes, so that streams
-// waiting before a gap reload (and report the gap to the gap filler).
+// when the maximum ID reaches the smallest of those IDs, however long
+// after the load it committed: then that ID exists, or it is missing below
+// a committed one and the stream must reload to find the gap (and report
+// it to the gap filler). The poller also closes it when the maximum ID
+// changes between two polls, for streams that registered no ID.
 //
 // Lock order: watchRegistry.mu before watcher.mu.
 
@@ -41,10 +41,6 @@ var watchRegistry = struct {
 	mu sync.Mutex // protects m
 	m  map[watchKey]*watcher
 }{m: make(map[watchKey]*watcher)}
-
-// maxWants bounds the distinct wanted IDs one poll checks; waiters beyond
-// them are woken by changes of the maximum ID.
-const maxWants = 100
 
 // kickBuffer lets kick signal the poller without blocking; one pending
 // kick is enough since the poller re-reads the whole state.
@@ -110,8 +106,15 @@ func acquireWatcher(db *sql.DB, t *EventsTable) *watcher {
 	return w
 }
 
-// release ends a use of acquireWatcher; an unused watcher without a
-// poller is forgotten.
+// retain adds a use of w, which must be in use already; release ends it.
+func (w *watcher) retain() {
+	w.mu.Lock()
+	w.refs++
+	w.mu.Unlock()
+}
+
+// release ends a use of acquireWatcher or retain; an unused watcher
+// without a poller is forgotten.
 func (w *watcher) release() {
 	watchRegistry.mu.Lock()
 	defer watchRegistry.mu.Unlock()
@@ -294,12 +297,11 @@ func (w *watcher) poll(interval time.Duration) {
 			timer.Reset(w.interval)
 			continue
 		}
-		wants := w.wantsLocked()
 		w.interval = w.intervalLocked()
 		interval = w.interval
 		w.mu.Unlock()
 
-		head, present, err := w.query(ctx, wants)
+		head, err := w.query(ctx)
 
 		w.mu.Lock()
 		if err != nil {
@@ -310,7 +312,9 @@ func (w *watcher) poll(interval time.Duration) {
 		} else {
 			changed := w.headKnown && head != w.head
 			w.head, w.headKnown = head, true
-			if changed || present {
+			// Wants registered since the query was sent are checked too:
+			// the head only grows, so this errs on the side of waking.
+			if want, ok := w.minWantLocked(); changed || ok && want <= head {
 				w.broadcastLocked()
 			}
 		}
@@ -319,44 +323,30 @@ func (w *watcher) poll(interval time.Duration) {
 	}
 }
 
-// wantsLocked returns the smallest distinct wanted IDs, at most maxWants.
-func (w *watcher) wantsLocked() []int64 {
-	ids := make([]int64, 0, len(w.wants))
+// minWantLocked returns the smallest wanted ID, if any.
+func (w *watcher) minWantLocked() (int64, bool) {
+	var (
+		lo int64
+		ok bool
+	)
 	for id := range w.wants {
-		ids = append(ids, id)
+		if !ok || id < lo {
+			lo, ok = id, true
+		}
 	}
-	slices.Sort(ids)
-	return ids[:min(len(ids), maxWants)]
+	return lo, ok
 }
 
 // pollTimeout bounds one poll query.
 const pollTimeout = 10 * time.Second
 
-// query returns the maximum ID (0 for an empty table) and whether any of
-// wants exists.
-func (w *watcher) query(ctx context.Context, wants []int64) (int64, bool, error) {
+// query returns the maximum ID, 0 for an empty table.
+func (w *watcher) query(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	hookQuery(w.key.table, "poll")
 	w.m.Polls.Inc()
-	maxQ := "SELECT MAX(" + w.key.id + ") FROM " + w.key.table
-	var (
-		head  sql.NullInt64
-		count int64
-		err   error
-	)
-	if len(wants) == 0 {
-		err = w.key.db.QueryRowContext(ctx, maxQ).Scan(&head)
-	} else {
-		var in strings.Builder
-		for i, id := range wants {
-			if i > 0 {
-				in.WriteString(", ")
-			}
-			in.WriteString(intLiteral(id))
-		}
-		q := "SELECT (" + maxQ + "), (SELECT COUNT(*) FROM " + w.key.table + " WHERE " + w.key.id + " IN (" + in.String() + "))"
-		err = w.key.db.QueryRowContext(ctx, q).Scan(&head, &count)
-	}
-	return head.Int64, count > 0, err
+	var head sql.NullInt64
+	err := w.key.db.QueryRowContext(ctx, "SELECT MAX("+w.key.id+") FROM "+w.key.table).Scan(&head)
+	return head.Int64, err
 }

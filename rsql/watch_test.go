@@ -364,3 +364,152 @@ func TestBusyPolling(t *testing.T) {
 		t.Fatalf("got %s, want 1", e.ID)
 	}
 }
+
+// TestTailOneLoadPerEvent: a consumer tailing a table, woken by each
+// insert's NotifyFunc, issues one load per event, not an event load plus
+// an empty one before each wait.
+func TestTailOneLoadPerEvent(t *testing.T) {
+	db := dbtest.Open(t)
+	qc := countQueries(t)
+	// An hour's backoff: only the NotifyFuncs wake the stream.
+	table := newTable(t, db, rsql.WithEventsBackoff(time.Hour))
+	waiting := make(chan struct{}, 1)
+	rsql.SetBeforeWaitHook(func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	})
+	t.Cleanup(func() { rsql.SetBeforeWaitHook(nil) })
+
+	const n = 50
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	defer cancel()
+	cl, err := table.ToStream(db)(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeClient(cl)
+	errc := make(chan error, 1)
+	go func() {
+		for i := 1; i <= n; i++ {
+			e, err := cl.Recv()
+			if err != nil {
+				errc <- fmt.Errorf("Recv %d: %w", i, err)
+				return
+			}
+			if e.ID != strconv.Itoa(i) {
+				errc <- fmt.Errorf("event %d has ID %s", i, e.ID)
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for i := 1; i <= n; i++ {
+		select {
+		case <-waiting: // the stream waits at the head
+		case err := <-errc:
+			t.Fatalf("consumer ended early: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("stream did not wait for event %d", i)
+		}
+		insertN(t, db, table, i, 1)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	loads, _ := qc.get(table.QuotedName())
+	t.Logf("%d loads for %d events", loads, n)
+	// One empty load before the first event, then one per event.
+	if loads > n+1 {
+		t.Errorf("%d loads for %d events, want at most %d", loads, n, n+1)
+	}
+}
+
+// TestTailNoLostWakeupAfterHeadLoad: after a load that reached the head,
+// a stream waits without loading; events committed meanwhile must still
+// wake it, whether notified (the stream's poll interval is an hour) or
+// written by another process (found by the head watcher). Closing the
+// stream releases the watcher it kept.
+func TestTailNoLostWakeupAfterHeadLoad(t *testing.T) {
+	db := dbtest.Open(t)
+	before := rsql.ActiveWatchers()
+
+	t.Run("notified", func(t *testing.T) {
+		table := newTable(t, db, rsql.WithEventsBackoff(time.Hour))
+		writer := rsql.NewEventsTable(table.Name()) // another instance, same table
+		insertN(t, db, table, 1, 1)
+		cl := openStream(t, table, db, "")
+		for i := 1; i <= 3; i++ {
+			if e := recvWithin(t, cl); e.ID != strconv.Itoa(i) {
+				t.Fatalf("got %s, want %d", e.ID, i)
+			}
+			// Committed and notified after the load that returned event
+			// i, before the next Recv.
+			notify, err := writer.Insert(t.Context(), db, "x", testType(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			notify()
+		}
+		closeClient(cl)
+	})
+	t.Run("other process", func(t *testing.T) {
+		table := newTable(t, db)
+		rawInsert(t, db, table.Name(), 1)
+		cl := openStream(t, table, db, "")
+		for i := 1; i <= 3; i++ {
+			if e := recvWithin(t, cl); e.ID != strconv.Itoa(i) {
+				t.Fatalf("got %s, want %d", e.ID, i)
+			}
+			rawInsert(t, db, table.Name(), 1)
+		}
+		closeClient(cl)
+	})
+	waitFor(t, "the watchers to be dropped", func() bool { return rsql.ActiveWatchers() == before })
+}
+
+// TestHeadWatcherGapAfterWait: while a stream waits at the head for ID 2,
+// ID 2 is rolled back and ID 3 committed by another process, before the
+// head watcher's first poll. The watcher must wake the stream so that it
+// finds the gap, which the gap filler fills; the stream then gets 3. (A
+// watcher that only woke streams when their next ID appeared, or when the
+// maximum ID changed between two of its polls, left it waiting for ever.)
+func TestHeadWatcherGapAfterWait(t *testing.T) {
+	db := dbtest.Open(t)
+	table := newTable(t, db)
+	if err := rsql.FillGaps(db, table); err != nil {
+		t.Fatal(err)
+	}
+	stopGaps(t, table)
+	insertN(t, db, table, 1, 1)
+	cl := openStream(t, table, db, "")
+	if e := recvWithin(t, cl); e.ID != "1" {
+		t.Fatalf("got %s, want 1", e.ID)
+	}
+	var once sync.Once
+	rsql.SetQueryHook(func(tbl, kind string) {
+		if tbl != table.QuotedName() || kind != "poll" {
+			return
+		}
+		once.Do(func() { // on the poller's goroutine: no t.Fatal
+			tx, err := db.Begin()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer tx.Rollback()
+			if _, err := table.Insert(context.Background(), tx, "rolled back", testType(1)); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := rawInsertErr(db, table.Name(), 1); err != nil {
+				t.Error(err)
+			}
+		})
+	})
+	t.Cleanup(func() { rsql.SetQueryHook(nil) })
+	if e := recvWithin(t, cl); e.ID != "3" {
+		t.Fatalf("got %s, want 3", e.ID)
+	}
+}
