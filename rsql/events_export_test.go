@@ -40,6 +40,23 @@ func SetBeforeWaitHook(f func()) {
 	testHookBeforeWait.Store(&f)
 }
 
+// SetFillCheckHook sets a function the gap filler calls after each check
+// of a range; nil removes it.
+func SetFillCheckHook(f func()) {
+	if f == nil {
+		testHookFillCheck.Store(nil)
+		return
+	}
+	testHookFillCheck.Store(&f)
+}
+
+// SetGapConfirm sets how long the filler waits before filling an absent
+// ID right after an uncommitted one, and returns a function restoring it.
+func SetGapConfirm(d time.Duration) (restore func()) {
+	old := testGapConfirm.Swap(int64(d))
+	return func() { testGapConfirm.Store(old) }
+}
+
 // Backoff returns the table's poll interval.
 func (t *EventsTable) Backoff() time.Duration { return t.backoff }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seed-e488ba2e/reflex/internal/metrics"
@@ -221,36 +223,88 @@ func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
 	wakeWatchers(t.q.table)
 }
 
-// fillRange fills the IDs in [lo, hi).
+// gapConfirm is how long the filler waits before it fills an absent ID
+// right after an uncommitted one, checking again that it is still absent
+// (see fillRange).
+const gapConfirm = 50 * time.Millisecond
+
+// testGapConfirm, if not zero, replaces gapConfirm in tests.
+var testGapConfirm atomic.Int64
+
+// testHookFillCheck, if set, is called after each check of fillRange.
+var testHookFillCheck atomic.Pointer[func()]
+
+// fillRange fills the IDs in [lo, hi). A multi-row INSERT (InsertMany)
+// allocates all its IDs before it writes its rows one by one, so an ID
+// whose predecessor is written but uncommitted may be about to be written
+// by the same statement: such an ID (and any absent ID right after it) is
+// filled only if a second READ UNCOMMITTED check gapConfirm later still
+// finds it absent. Filling it at once could fail the writer's transaction
+// with a duplicate key. Other absent IDs (rolled back, never used) are
+// filled at once.
 func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) error {
-	var timer *time.Timer
+	var (
+		timer   *time.Timer
+		suspect map[int64]bool // IDs held back at the previous check
+	)
 	for {
 		present, err := t.idsIn(ctx, db, lo, hi, true)
 		if err != nil {
 			return err
 		}
-		if missing := complement(lo, hi, present); len(missing) > 0 {
-			if err := t.insertNoops(ctx, db, missing); err != nil {
+		var pending []int64
+		if len(present) > 0 {
+			committed, err := t.idsIn(ctx, db, lo, hi, false)
+			if err != nil {
+				return err
+			}
+			pending = subtract(present, committed)
+		}
+		held := make(map[int64]bool, len(pending))
+		for _, id := range pending {
+			held[id] = true
+		}
+		var fill, unsure []int64
+		next := map[int64]bool{}
+		for _, id := range complement(lo, hi, present) {
+			if !suspect[id] && (held[id-1] || next[id-1]) {
+				next[id] = true
+				unsure = append(unsure, id)
+				continue
+			}
+			fill = append(fill, id)
+		}
+		if len(fill) > 0 {
+			if err := t.insertNoops(ctx, db, fill); err != nil {
 				return err
 			}
 		}
-		if len(present) == 0 {
+		if h := testHookFillCheck.Load(); h != nil {
+			(*h)()
+		}
+		if len(pending) == 0 && len(unsure) == 0 {
 			return nil
 		}
-		committed, err := t.idsIn(ctx, db, lo, hi, false)
-		if err != nil {
-			return err
+		suspect = next
+		// Recheck only the IDs still open.
+		wait := gapRecheck
+		if len(unsure) > 0 {
+			wait = gapConfirm
+			if d := testGapConfirm.Load(); d != 0 {
+				wait = time.Duration(d)
+			}
 		}
-		pending := subtract(present, committed)
-		if len(pending) == 0 {
-			return nil
+		lo, hi = math.MaxInt64, math.MinInt64
+		for _, ids := range [][]int64{pending, unsure} {
+			if len(ids) > 0 {
+				lo, hi = min(lo, ids[0]), max(hi, ids[len(ids)-1]+1)
+			}
 		}
-		lo, hi = pending[0], pending[len(pending)-1]+1
 		if timer == nil {
-			timer = time.NewTimer(gapRecheck)
+			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		} else {
-			timer.Reset(gapRecheck)
+			timer.Reset(wait)
 		}
 		select {
 		case <-ctx.Done():

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -721,4 +722,80 @@ func value(m prometheus.Metric) float64 {
 		return g.GetValue()
 	}
 	return d.GetCounter().GetValue()
+}
+
+// TestGapFillerSparesRunningInsert: a multi-row INSERT allocates its IDs
+// first and writes its rows one by one. An absent ID right after one that
+// is written but uncommitted must not be filled at once, or the writer's
+// next row would fail with a duplicate key.
+func TestGapFillerSparesRunningInsert(t *testing.T) {
+	db := dbtest.Open(t)
+	table := newTable(t, db)
+	defer rsql.SetGapConfirm(time.Hour)()
+	checked := make(chan struct{}, 1)
+	rsql.SetFillCheckHook(func() {
+		select {
+		case checked <- struct{}{}:
+		default:
+		}
+	})
+	defer rsql.SetFillCheckHook(nil)
+	if err := rsql.FillGaps(db, table); err != nil {
+		t.Fatalf("FillGaps: %v", err)
+	}
+	stopGaps(t, table)
+
+	q := table.QuotedName()
+	row := func(dbc interface {
+		Exec(string, ...any) (sql.Result, error)
+	}, id int) error {
+		_, err := dbc.Exec(fmt.Sprintf("INSERT INTO %s (id, foreign_id, timestamp, type) VALUES (%d, 'f%d', now(6), 1)", q, id, id))
+		return err
+	}
+	if err := row(db, 1); err != nil {
+		t.Fatal(err)
+	}
+	// The "statement" has written ID 2 and will write 3; ID 4 commits.
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := row(tx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := row(db, 4); err != nil {
+		t.Fatal(err)
+	}
+
+	cl := openStream(t, table, db, "")
+	if e := recvWithin(t, cl); e.ID != "1" {
+		t.Fatalf("first event %s, want 1", e.ID)
+	}
+	got := make(chan []string, 1)
+	go func() {
+		var ids []string
+		for len(ids) < 3 {
+			e, err := cl.Recv()
+			if err != nil {
+				break
+			}
+			ids = append(ids, e.ID+":"+e.ForeignID)
+		}
+		got <- ids
+	}()
+	select {
+	case <-checked:
+	case <-time.After(guard):
+		t.Fatal("the gap filler never checked the gap at 2..3")
+	}
+	if err := row(tx, 3); err != nil {
+		t.Fatalf("writing ID 3 after the filler checked it: %v (the filler filled an ID of a running insert)", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if ids := <-got; strings.Join(ids, ",") != "2:f2,3:f3,4:f4" {
+		t.Errorf("events after 1 = %v, want 2:f2, 3:f3, 4:f4", ids)
+	}
 }
