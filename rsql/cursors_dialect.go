@@ -81,9 +81,14 @@ var (
 	_ cursorsDialect = sqliteDialect{}
 )
 
-func (mysqlDialect) cursorLess(s *sqlStmt, col string, _ bool, rhs func()) {
-	// An int64 makes MySQL compare numerically even with a varchar column.
-	s.sql(col, " < ")
+func (mysqlDialect) cursorLess(s *sqlStmt, col string, numeric bool, rhs func()) {
+	// A varchar column compared with an integer compares as doubles,
+	// exact only up to 2^53: cast explicitly (a no-op on bigint columns).
+	if numeric {
+		s.sql("CAST(", col, " AS SIGNED) < ")
+	} else {
+		s.sql(col, " < ")
+	}
 	rhs()
 }
 

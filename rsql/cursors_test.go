@@ -244,6 +244,13 @@ func TestCursorsIntOnVarchar(t *testing.T) {
 	curSet(t, sync, db, "a", "100") // another writer moves ahead
 	curFlush(t, async)
 	curWant(t, async, db, "a", "100")
+
+	// Beyond 2^53 doubles cannot tell neighbours apart: the comparison
+	// must be on integers.
+	const big = "9007199254740993" // 2^53 + 1
+	curSet(t, sync, db, "b", "9007199254740992")
+	curSet(t, sync, db, "b", big)
+	curWant(t, sync, db, "b", big)
 }
 
 func TestCursorsAsyncBuffersUntilFlush(t *testing.T) {
