@@ -37,6 +37,9 @@ type rcache struct {
 	events  []*reflex.Event
 	ids     []int64
 	flights map[flightKey]*flight
+	// tailHeadCh is the headCh of the load that added the tail, if that
+	// load reached the head; nil otherwise.
+	tailHeadCh <-chan struct{}
 }
 
 // flightKey identifies a load that concurrent misses can share.
@@ -97,7 +100,7 @@ func (c *rcache) load(ctx context.Context, db *sql.DB, prev int64, lag time.Dura
 				continue // the loader's context ended, not ours: retry
 			}
 			b := f.b
-			b.head = false // loaded before this caller may have looked
+			b.head = false // loaded before this caller may have looked (headCh tells)
 			return b, f.err
 		}
 
@@ -106,8 +109,8 @@ func (c *rcache) load(ctx context.Context, db *sql.DB, prev int64, lag time.Dura
 			f.err = checkConsecutive(f.b.ids)
 		}
 		c.mu.Lock()
-		if f.err == nil {
-			c.addLocked(f.b)
+		if f.err == nil && c.addLocked(f.b) {
+			c.tailHeadCh = f.b.headCh
 		}
 		delete(c.flights, key)
 		c.mu.Unlock()
@@ -136,6 +139,9 @@ func (c *rcache) hitLocked(prev int64, lag time.Duration) (batch, bool) {
 	if len(ids) > 0 {
 		b.next = ids[len(ids)-1]
 	}
+	if lag == 0 {
+		b.headCh = c.tailHeadCh // the hit ends at the tail
+	}
 	return b, true
 }
 
@@ -143,10 +149,11 @@ func (c *rcache) hitLocked(prev int64, lag time.Duration) (batch, bool) {
 // if empty, appends it if it follows the tail, replaces the cache if it
 // starts past the tail, and ignores an overlap. The oldest events beyond
 // the size are dropped. Readers may hold sub-slices of the cache: it only
-// ever appends past their length, never overwrites.
-func (c *rcache) addLocked(b batch) {
+// ever appends past their length, never overwrites. It reports whether b
+// became the tail.
+func (c *rcache) addLocked(b batch) bool {
 	if len(b.ids) == 0 {
-		return
+		return false
 	}
 	n := len(c.ids)
 	switch {
@@ -156,11 +163,12 @@ func (c *rcache) addLocked(b batch) {
 		c.events = append(c.events, b.events...)
 		c.ids = append(c.ids, b.ids...)
 	default:
-		return
+		return false
 	}
 	if over := len(c.ids) - c.size; over > 0 {
 		c.events, c.ids = c.events[over:], c.ids[over:]
 	}
+	return true
 }
 
 // checkConsecutive reports ErrConsecEvent if ids are not consecutive.

@@ -337,7 +337,7 @@ func BenchmarkGapDetect(b *testing.B) {
 	tab := NewEventsTable("bench_gaps", WithEventsLoader(loader), WithoutEventsCache())
 	ctx := context.Background()
 	for b.Loop() {
-		if bt, err := tab.load(ctx, nil, 0, 0, 1000, false); err != nil || len(bt.ids) != 1000 {
+		if bt, err := tab.load(ctx, nil, 0, 0, 1000, false, nil); err != nil || len(bt.ids) != 1000 {
 			b.Fatal(err)
 		}
 	}

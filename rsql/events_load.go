@@ -30,9 +30,15 @@ type batch struct {
 	full bool
 	// head is set when the SQL loader returned fewer rows than asked and
 	// no gap, all of them in this batch: the batch reached the table's
-	// head as of this load. Only loads that queried the table for this
-	// caller set it (not cache hits, shared loads or read-ahead).
+	// head as of this load.
 	head bool
+	// headCh, set by EventsTable.load for a batch that reached the head
+	// (directly, through a shared load or from the cache), is the head
+	// watcher's broadcast channel when the query that found the head
+	// started. A stream whose ticket holds the same channel knows that any
+	// event committed since that query has closed it (or is caught by the
+	// watcher's poll), so it may wait without an empty load.
+	headCh <-chan struct{}
 }
 
 // eventType is the type of events loaded from a table.
@@ -41,15 +47,29 @@ type eventType int
 func (t eventType) ReflexType() int { return int(t) }
 
 // load runs the whole stack for a stream at prev.
-func (t *EventsTable) load(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int, catchUp bool) (batch, error) {
+//
+// gen, if not nil, returns the head watcher's current broadcast channel;
+// load records it before querying to set the batch's headCh.
+func (t *EventsTable) load(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int, catchUp bool, gen func() <-chan struct{}) (batch, error) {
+	inner := t.loadGapped
+	if gen != nil {
+		inner = func(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int) (batch, error) {
+			ch0 := gen()
+			b, err := t.loadGapped(ctx, db, prev, lag, limit)
+			if b.head {
+				b.headCh = ch0
+			}
+			return b, err
+		}
+	}
 	var (
 		b   batch
 		err error
 	)
 	if t.cache == nil || catchUp {
-		b, err = t.loadGapped(ctx, db, prev, lag, limit)
+		b, err = inner(ctx, db, prev, lag, limit)
 	} else {
-		b, err = t.cache.load(ctx, db, prev, lag, limit, t.loadGapped)
+		b, err = t.cache.load(ctx, db, prev, lag, limit, inner)
 	}
 	if err != nil {
 		return batch{}, err

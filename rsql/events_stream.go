@@ -244,13 +244,13 @@ func (c *streamClient) fill() error {
 		if held {
 			held = false
 		} else if tk = w.ticket(c.pos); !trustHead || !tk.atHead || c.pf != nil {
-			b, err := c.next()
+			b, err := c.next(w)
 			if err != nil {
 				return err
 			}
 			if len(b.events) > 0 {
 				c.buf, c.ids, c.i, c.pos = b.events, b.ids, 0, b.next
-				if trustHead && b.head {
+				if trustHead && b.headCh != nil && b.headCh == tk.ch {
 					c.holdTicket(w, tk)
 				}
 				return nil
@@ -299,7 +299,7 @@ func (c *streamClient) fill() error {
 }
 
 // next returns the result of the read-ahead if one runs, else loads.
-func (c *streamClient) next() (batch, error) {
+func (c *streamClient) next(w *watcher) (batch, error) {
 	var (
 		b   batch
 		err error
@@ -312,10 +312,10 @@ func (c *streamClient) next() (batch, error) {
 			return batch{}, c.ctx.Err()
 		}
 		c.pf = nil
-		b.head = false // loaded before the caller's ticket
+		b.head, b.headCh = false, nil // loaded before the caller's ticket
 	} else {
 		c.t.m.Polls.Inc()
-		b, err = c.t.load(c.ctx, c.db, c.pos, c.opts.Lag, c.limit, c.limit > c.t.limit)
+		b, err = c.t.load(c.ctx, c.db, c.pos, c.opts.Lag, c.limit, c.limit > c.t.limit, w.current)
 	}
 	if err != nil {
 		return batch{}, err
@@ -346,7 +346,7 @@ func (c *streamClient) readAhead(prev int64, limit int) {
 	catchUp := limit > c.t.limit
 	c.wg.Go(func() {
 		c.t.m.Polls.Inc()
-		b, err := c.t.load(c.ctx, c.db, prev, c.opts.Lag, limit, catchUp)
+		b, err := c.t.load(c.ctx, c.db, prev, c.opts.Lag, limit, catchUp, nil)
 		ch <- prefetched{b: b, err: err}
 	})
 }

@@ -147,6 +147,14 @@ func wakeWatchers(table string) {
 	}
 }
 
+// current returns the broadcast channel that the next notification or
+// wake-up closes.
+func (w *watcher) current() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ch
+}
+
 func (w *watcher) broadcastLocked() {
 	close(w.ch)
 	w.ch = make(chan struct{})

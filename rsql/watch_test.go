@@ -513,3 +513,79 @@ func TestHeadWatcherGapAfterWait(t *testing.T) {
 		t.Fatalf("got %s, want 3", e.ID)
 	}
 }
+
+// TestTailSharedOneLoadPerEvent: streams tailing one table share the load
+// that finds each new event and, served from the cache, wait without an
+// empty load of their own: about one load per event for all of them.
+func TestTailSharedOneLoadPerEvent(t *testing.T) {
+	db := dbtest.Open(t)
+	qc := countQueries(t)
+	table := newTable(t, db, rsql.WithEventsBackoff(time.Hour))
+	var waits atomic.Int64
+	rsql.SetBeforeWaitHook(func() { waits.Add(1) })
+	t.Cleanup(func() { rsql.SetBeforeWaitHook(nil) })
+
+	const n, streams = 40, 8
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	defer cancel()
+	var got [streams]atomic.Int64
+	errc := make(chan error, streams)
+	for s := range streams {
+		cl, err := table.ToStream(db)(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeClient(cl)
+		go func() {
+			for i := 1; i <= n; i++ {
+				e, err := cl.Recv()
+				if err != nil {
+					errc <- fmt.Errorf("stream %d Recv %d: %w", s, i, err)
+					return
+				}
+				if e.ID != strconv.Itoa(i) {
+					errc <- fmt.Errorf("stream %d event %d has ID %s", s, i, e.ID)
+					return
+				}
+				got[s].Store(int64(i))
+			}
+			errc <- nil
+		}()
+	}
+	until := func(what string, cond func() bool) {
+		for !cond() {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("timed out waiting for %s", what)
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	until("all streams to wait", func() bool { return waits.Load() >= streams })
+	for i := 1; i <= n; i++ {
+		before := waits.Load()
+		insertN(t, db, table, i, 1)
+		until(fmt.Sprintf("event %d everywhere", i), func() bool {
+			for s := range streams {
+				if got[s].Load() < int64(i) {
+					return false
+				}
+			}
+			return true
+		})
+		if i < n {
+			until("the streams to wait again", func() bool { return waits.Load() >= before+streams })
+		}
+	}
+	for range streams {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	loads, _ := qc.get(table.QuotedName())
+	t.Logf("%d loads for %d events and %d streams", loads, n, streams)
+	// One shared load per event (without sharing the head, twice as many).
+	if max := n + n/4 + streams; loads > max {
+		t.Errorf("%d loads for %d events, want at most %d", loads, n, max)
+	}
+}

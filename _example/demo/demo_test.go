@@ -7,6 +7,8 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -87,6 +89,33 @@ func TestDemoBadFlags(t *testing.T) {
 		var out bytes.Buffer
 		if err := run(t.Context(), args, &out); err == nil {
 			t.Errorf("demo %v: no error", args)
+		}
+	}
+}
+
+// TestDemoBinary builds the demo command and runs it as a user would, on
+// SQLite, twice: the second run resumes from the stored cursor.
+func TestDemoBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the demo binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "demo")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for i, want := range []string{
+		"summary: produced=60 consumed=60 welcomed=60 duplicates=0 users=60 welcome_rows=60",
+		"summary: produced=40 consumed=40 welcomed=40 duplicates=0 users=100 welcome_rows=100",
+	} {
+		n := []string{"60", "40"}[i]
+		cmd := exec.CommandContext(t.Context(), bin, "-events", n, "-rate", "1000", "-dir", filepath.Join(dir, "data"), "-db", "")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", i+1, err, out)
+		}
+		if !strings.Contains(string(out), want) {
+			t.Errorf("run %d output does not contain %q:\n%s", i+1, want, out)
 		}
 	}
 }
