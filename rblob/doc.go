@@ -23,9 +23,15 @@
 // them instead.
 //
 // Malformed data is never skipped silently: a record that does not decode,
-// a truncated object, an object that appears below a stream's position
+// a truncated object, an object without records (unless
+// [WithEmptyObjects]), an object that appears below a stream's position
 // after the stream passed it, or a key that cannot be part of a cursor ends
 // the stream with an [*ObjectError] naming the object and record.
+//
+// Objects must appear whole: with fileblob, keep its default of writing to
+// a temporary file outside the bucket folder (the "no_tmp_dir" URL
+// parameter would let a stream list, and fail on, a half-written
+// "<key>.<n>.tmp" file).
 //
 // Metrics (Prometheus, label bucket): reflex_rblob_read_total (objects
 // opened), reflex_rblob_list_skip_total (listed keys skipped client-side),
