@@ -539,7 +539,7 @@ func long() bool { return *longFlag || os.Getenv("REFLEX_LONG") == "1" }
 // sees every committed event exactly once, in ID order, and no noop.
 func TestGapConformance(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long test")
+		t.Skip("skipped in -short mode: long test")
 	}
 	total := 20_000 // committed events at least
 	if long() {

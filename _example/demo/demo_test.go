@@ -97,7 +97,7 @@ func TestDemoBadFlags(t *testing.T) {
 // SQLite, twice: the second run resumes from the stored cursor.
 func TestDemoBinary(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the demo binary")
+		t.Skip("skipped in -short mode: builds the demo binary")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "demo")
