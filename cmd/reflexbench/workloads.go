@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -168,7 +169,7 @@ func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Co
 				}()
 				if err != nil {
 					errMu.Lock()
-					first = cmp(first, err)
+					first = cmp.Or(first, err)
 					errMu.Unlock()
 					return
 				}
@@ -178,13 +179,6 @@ func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Co
 	}
 	wg.Wait()
 	return float64(n.Load()) / time.Since(start).Seconds(), first
-}
-
-func cmp(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // ---- W2 / W3: catch-up ------------------------------------------------
@@ -640,12 +634,10 @@ func runW5(ctx context.Context, c *config, r *WorkloadReport) error {
 			return nil, 0, 0, err
 		}
 		start := time.Now()
-		var last atomic.Int64
 		err = runTail(ctx, c.db, events, t, func(ctx context.Context) error {
 			return pace(ctx, n, func(seq int) error {
 				notify, err := writeOne(ctx, c.db, events, seq)
 				t.commits[seq].Store(time.Now().UnixNano())
-				last.Store(time.Now().UnixNano())
 				if err != nil {
 					return err
 				}
@@ -655,13 +647,12 @@ func runW5(ctx context.Context, c *config, r *WorkloadReport) error {
 		})
 		secs := time.Since(start).Seconds()
 		after, err2 := comSelect(ctx, c.db)
-		return t, after - before - 1, float64(n) / secs, cmp(err, err2)
+		return t, after - before - 1, float64(n) / secs, cmp.Or(err, err2)
 	}
-	single, singleSelects, _, err := measure(1)
+	_, singleSelects, _, err := measure(1)
 	if err != nil {
 		return err
 	}
-	_ = single
 	many, manySelects, rate, err := measure(w5Consumers)
 	if err != nil {
 		return err
