@@ -1,6 +1,7 @@
 package rsql
 
 import (
+	"database/sql"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,31 @@ func SetFillCheckHook(f func()) {
 func SetGapConfirm(d time.Duration) (restore func()) {
 	old := testGapConfirm.Swap(int64(d))
 	return func() { testGapConfirm.Store(old) }
+}
+
+// SetPollQueriedHook sets a function the head watcher's poller calls after
+// each poll query returns; nil removes it.
+func SetPollQueriedHook(f func()) {
+	if f == nil {
+		testHookPollQueried.Store(nil)
+		return
+	}
+	testHookPollQueried.Store(&f)
+}
+
+// WatcherHead returns the head recorded by the table's watcher for db and
+// whether streams may trust it; ok is false without a watcher.
+func (t *EventsTable) WatcherHead(db *sql.DB) (head int64, known, ok bool) {
+	watchRegistry.mu.Lock()
+	defer watchRegistry.mu.Unlock()
+	for k, w := range watchRegistry.m {
+		if k.table == t.q.table && k.db == db {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return w.head, w.headKnown, true
+		}
+	}
+	return 0, false, false
 }
 
 // Backoff returns the table's poll interval.

@@ -64,6 +64,10 @@ type watcher struct {
 	interval  time.Duration         // the running poller's interval
 }
 
+// testHookPollQueried, if set, is called by the poller after each poll
+// query returns.
+var testHookPollQueried atomic.Pointer[func()]
+
 // testHookQuery, if set, is called before every query of loads ("load")
 // and of the head watcher ("poll") with the quoted table name.
 var testHookQuery atomic.Pointer[func(table, kind string)]
@@ -307,9 +311,13 @@ func (w *watcher) poll(interval time.Duration) {
 		}
 		w.interval = w.intervalLocked()
 		interval = w.interval
+		ch0 := w.ch
 		w.mu.Unlock()
 
 		head, err := w.query(ctx)
+		if h := testHookPollQueried.Load(); h != nil {
+			(*h)()
+		}
 
 		w.mu.Lock()
 		if err != nil {
@@ -319,7 +327,10 @@ func (w *watcher) poll(interval time.Duration) {
 			w.broadcastLocked()
 		} else {
 			changed := w.headKnown && head != w.head
-			w.head, w.headKnown = head, true
+			// After a notification or wake-up since the query was sent,
+			// the head it read may already be stale: let streams load
+			// rather than trust it.
+			w.head, w.headKnown = head, w.ch == ch0
 			// Wants registered since the query was sent are checked too:
 			// the head only grows, so this errs on the side of waking.
 			if want, ok := w.minWantLocked(); changed || ok && want <= head {

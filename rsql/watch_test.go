@@ -589,3 +589,55 @@ func TestTailSharedOneLoadPerEvent(t *testing.T) {
 		t.Errorf("%d loads for %d events, want at most %d", loads, n, max)
 	}
 }
+
+// TestHeadWatcherStalePoll: a poll whose query was sent before an insert
+// that the process then notified must not record its (stale) head as one
+// streams may trust without loading.
+func TestHeadWatcherStalePoll(t *testing.T) {
+	db := dbtest.Open(t)
+	table := newTable(t, db, rsql.WithEventsBackoff(5*time.Millisecond))
+	var (
+		calls   atomic.Int64
+		checked = make(chan [2]any, 1)
+	)
+	rsql.SetPollQueriedHook(func() {
+		if calls.Add(1) == 1 {
+			// The first poll read head 0; an event commits and is
+			// notified before the poll records it.
+			insertN(t, db, table, 1, 1)
+		}
+	})
+	rsql.SetQueryHook(func(tab, kind string) {
+		if kind == "poll" && tab == table.QuotedName() && calls.Load() == 1 {
+			head, known, _ := table.WatcherHead(db)
+			select {
+			case checked <- [2]any{head, known}:
+			default:
+			}
+		}
+	})
+	t.Cleanup(func() {
+		rsql.SetPollQueriedHook(nil)
+		rsql.SetQueryHook(nil)
+	})
+	cl := openStream(t, table, db, "")
+	got := make(chan error, 1)
+	go func() {
+		_, err := cl.Recv()
+		got <- err
+		if err == nil {
+			_, _ = cl.Recv() // keep waiting, so that the watcher polls again
+		}
+	}()
+	select {
+	case st := <-checked:
+		if head, known := st[0].(int64), st[1].(bool); known && head < 1 {
+			t.Errorf("after a notified insert the watcher trusts head %d, want it unknown or >= 1", head)
+		}
+	case <-time.After(guard):
+		t.Fatal("the watcher did not poll twice")
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("Recv: %v", err)
+	}
+}
