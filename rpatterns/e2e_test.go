@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/dbtest"
+	"github.com/seed-e488ba2e/reflex/internal/testguard"
 	"github.com/seed-e488ba2e/reflex/rpatterns"
 	"github.com/seed-e488ba2e/reflex/rsql"
 	"github.com/seed-e488ba2e/reflex/rsql/rsqltest"
@@ -263,12 +265,20 @@ func TestE2EKeyedOrder(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	res := make(chan error, 1)
 	go func() { res <- reflex.Run(ctx, spec) }()
-	select {
-	case <-all:
-	case err := <-res:
-		t.Fatalf("Run = %v before all events were consumed", err)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("consumed %d of %d events in 60s", count, n)
+	err := testguard.Poll(time.Minute, 10*time.Millisecond, "keyed consumption", func() (int64, bool, error) {
+		select {
+		case err := <-res:
+			return 0, false, fmt.Errorf("Run = %v before all events were consumed", err)
+		case <-all:
+			return 0, true, nil
+		default:
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return int64(count), false, nil
+	})
+	if err != nil {
+		t.Fatalf("%d events: %v", n, err)
 	}
 	cancel()
 	<-res

@@ -16,6 +16,7 @@ import (
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/dbtest"
+	"github.com/seed-e488ba2e/reflex/internal/testguard"
 	"github.com/seed-e488ba2e/reflex/rsql"
 	"github.com/seed-e488ba2e/reflex/rsql/rsqltest"
 )
@@ -110,19 +111,15 @@ func TestCursorsCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	child := startCrashChild(t, dsn)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var missing int
+	// Bounded by progress, not by the clock: fail only when the count of
+	// unconsumed events stops falling.
+	err := testguard.Poll(time.Minute, 10*time.Millisecond, "the last consumer's catch-up", func() (int64, bool, error) {
+		var missing int64
 		err := db.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM events e LEFT JOIN consumed c ON c.id = e.id WHERE c.id IS NULL").Scan(&missing)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events never consumed after the last restart\n%s", missing, head, child.out.String())
-		}
+		return missing, missing == 0, err
+	})
+	if err != nil {
+		t.Fatalf("of %d events, not all consumed after the last restart: %v\n%s", head, err, child.out.String())
 	}
 	child.kill(t)
 	checkCrashInvariants(t, db, crashKills)
