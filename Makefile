@@ -2,6 +2,7 @@
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+STATICCHECK_VERSION        := v0.8.2
 
 BIN      := $(CURDIR)/.bin
 GO_FILES  = $(shell git ls-files '*.go' | grep -v '\.pb\.go$$')
@@ -12,7 +13,7 @@ EXAMPLE   = $(shell find _example -name '*.go' -printf './%h\n' 2>/dev/null | so
 .PHONY: help lint test test-short bench generate db-up db-down demo
 
 help:
-	@echo "make lint        gofmt and go vet"
+	@echo "make lint        gofmt, go vet and staticcheck (pinned, installed into .bin)"
 	@echo "make test        all tests with -race against a throw-away MariaDB (installed with apt-get if missing)"
 	@echo "make test-short  tests that need no database"
 	@echo "make bench       Go benchmarks and cmd/reflexbench against a throw-away MariaDB (BENCHFLAGS=-quick)"
@@ -24,7 +25,9 @@ help:
 lint:
 	@out="$$(gofmt -l $(GO_FILES))"; if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./... $(EXAMPLE)
-	@if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; fi
+	@[ -x $(BIN)/staticcheck ] && $(BIN)/staticcheck -version | grep -q '$(STATICCHECK_VERSION:v%=%)' || \
+		GOBIN=$(BIN) GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(BIN)/staticcheck ./... $(EXAMPLE)
 
 # test uses DB_TEST_URI when set, else starts (and stops) its own MariaDB.
 # The gap conformance test (concurrent writers, rollbacks, held IDs) runs

@@ -453,14 +453,14 @@ func GRPCStreamFunc(conn grpc.ClientConnInterface) StreamFunc {
 // always present), so peers that use the generated code see the same bytes.
 const (
 	batchEventsTag  = 1<<3 | 2 // EventBatch.events
-	eventTypeTag    = 3<<3 | 0 // Event.type, int32
+	eventTypeTag    = 3 << 3   // Event.type, int32
 	eventTimeTag    = 4<<3 | 2 // Event.timestamp, google.protobuf.Timestamp
 	eventForeignTag = 5<<3 | 2 // Event.foreign_id
 	eventIDTag      = 6<<3 | 2 // Event.id
 	eventMetaTag    = 7<<3 | 2 // Event.metadata
 	eventTraceTag   = 8<<3 | 2 // Event.trace
-	tsSecondsTag    = 1<<3 | 0 // Timestamp.seconds, int64
-	tsNanosTag      = 2<<3 | 0 // Timestamp.nanos, int32
+	tsSecondsTag    = 1 << 3   // Timestamp.seconds, int64
+	tsNanosTag      = 2 << 3   // Timestamp.nanos, int32
 )
 
 // eventWire is what the encoding of an event needs besides its strings.

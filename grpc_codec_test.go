@@ -127,10 +127,10 @@ func TestDecodeEventBatchMatchesProto(t *testing.T) {
 	}
 	// Fields a newer peer might add, and known fields with another wire
 	// type, are skipped as the generated code skips them.
-	raw = append(raw, 2<<3|0, 5)                                                                           // EventBatch field 2, varint
-	raw = append(raw, 1<<3|0, 1)                                                                           // events as a varint
-	raw = append(raw, batchEventsTag, 5, 9<<3|0, 1, 3<<3|2, 1, 'x')                                        // unknown field, type as bytes
-	raw = append(raw, batchEventsTag, 2, 4<<3|0, 1)                                                        // timestamp as a varint
+	raw = append(raw, 2<<3, 5)                                                                             // EventBatch field 2, varint
+	raw = append(raw, 1<<3, 1)                                                                             // events as a varint
+	raw = append(raw, batchEventsTag, 5, 9<<3, 1, 3<<3|2, 1, 'x')                                          // unknown field, type as bytes
+	raw = append(raw, batchEventsTag, 2, 4<<3, 1)                                                          // timestamp as a varint
 	raw = append(raw, batchEventsTag, 8, eventTimeTag, 2, tsSecondsTag, 5, eventTimeTag, 2, tsNanosTag, 6) // merged timestamps
 	raw = append(raw, batchEventsTag, 0)                                                                   // an empty event
 	want, err := protoBatchEvents(raw)

@@ -411,13 +411,13 @@ func (s suite) diff(got, want reflex.Event) error {
 	case got.ID == "":
 		return errors.New("empty ID")
 	case got.Timestamp.IsZero():
-		return errors.New("zero Timestamp")
+		return errors.New("timestamp is zero")
 	case !s.h.IgnoreForeignID && got.ForeignID != want.ForeignID:
-		return fmt.Errorf("ForeignID = %q, want %q", got.ForeignID, want.ForeignID)
+		return fmt.Errorf("event field ForeignID = %q, want %q", got.ForeignID, want.ForeignID)
 	case !s.h.IgnoreType && (got.Type == nil || got.Type.ReflexType() != want.Type.ReflexType()):
-		return fmt.Errorf("Type = %v, want %d", got.Type, want.Type.ReflexType())
+		return fmt.Errorf("event field Type = %v, want %d", got.Type, want.Type.ReflexType())
 	case !s.h.IgnoreMetaData && !bytes.Equal(got.MetaData, want.MetaData):
-		return fmt.Errorf("MetaData = %q, want %q", got.MetaData, want.MetaData)
+		return fmt.Errorf("event field MetaData = %q, want %q", got.MetaData, want.MetaData)
 	}
 	return nil
 }

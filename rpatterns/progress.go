@@ -85,13 +85,6 @@ func (p *progress) done(seq *GapSequence, id int64) {
 	}
 }
 
-// running reports whether the loop runs.
-func (p *progress) running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.kick != nil
-}
-
 // start starts the loop; it runs until parent is done or stopLoop.
 func (p *progress) start(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)

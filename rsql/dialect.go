@@ -78,8 +78,6 @@ type dialect interface {
 
 type mysqlDialect struct{}
 
-var defaultDialect dialect = mysqlDialect{}
-
 func (mysqlDialect) name() string { return "mysql" }
 
 func (mysqlDialect) quote(ident string) string {

@@ -51,7 +51,6 @@ type eventsConfig struct {
 	notifier      EventsNotifier
 	inMemNotifier bool
 	backoff       time.Duration
-	backoffSet    bool
 	noCache       bool
 	includeNoops  bool
 	loader        Loader
@@ -147,7 +146,6 @@ func WithEventsInMemNotifier() EventsOption {
 func WithEventsBackoff(d time.Duration) EventsOption {
 	return func(c *eventsConfig) {
 		c.backoff = d
-		c.backoffSet = true
 		if d < 0 {
 			c.invalid = append(c.invalid, "WithEventsBackoff: negative backoff "+d.String())
 		}

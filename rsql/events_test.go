@@ -317,15 +317,14 @@ func TestInsertMany(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notify, err := table.InsertMany(t.Context(), tx, evs)
-	if err != nil {
+	if _, err := table.InsertMany(t.Context(), tx, evs); err != nil {
 		t.Fatal(err)
 	}
 	_ = tx.Rollback()
 	if got := drain(t, table.ToStream(db), ""); len(got) != 0 {
 		t.Fatalf("rolled-back InsertMany streamed %v", ids(got))
 	}
-	notify, err = table.InsertMany(t.Context(), db, evs)
+	notify, err := table.InsertMany(t.Context(), db, evs)
 	if err != nil {
 		t.Fatal(err)
 	}

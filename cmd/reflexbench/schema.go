@@ -45,9 +45,3 @@ func preload(ctx context.Context, db *sql.DB, table string, n int) error {
 	}
 	return nil
 }
-
-func count(ctx context.Context, db *sql.DB, table string) (int, error) {
-	var n int
-	err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n)
-	return n, err
-}
