@@ -23,6 +23,13 @@ var (
 	// ErrFilter is wrapped by the errors that a consumer's EventFilter
 	// returns (see WithEventFilter); the event was not processed.
 	ErrFilter = errors.New("reflex: event filter error")
+
+	// ErrInvalidCursor is wrapped by the errors that a StreamFunc returns
+	// when it cannot use the cursor (or another argument) it was given: a
+	// permanent error, which retrying with the same input cannot fix. Over
+	// gRPC the server answers codes.InvalidArgument, and the client returns
+	// an error for which errors.Is(err, ErrInvalidCursor) is true.
+	ErrInvalidCursor = errors.New("reflex: invalid cursor")
 )
 
 // IsStoppedErr reports whether err is or wraps ErrStopped.
