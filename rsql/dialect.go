@@ -1,6 +1,7 @@
 package rsql
 
 import (
+	"context"
 	"database/sql"
 	"encoding/hex"
 	"errors"
@@ -70,6 +71,11 @@ type dialect interface {
 	// (text protocol) while one with parameters needs a prepare and an
 	// execute.
 	literal(v any) (string, bool)
+	// columns reads the columns of table (unquoted name or schema.name)
+	// from the catalog, by lower-case name, with the limits that the
+	// library must check because the engine would cut a value that does
+	// not fit (see columns.go). A missing table gives an empty map.
+	columns(ctx context.Context, dbc DBC, table string) (map[string]column, error)
 
 	// cursorsDialect is the SQL of cursors and errors tables (see
 	// cursors_dialect.go).
@@ -128,7 +134,15 @@ func (mysqlDialect) literal(v any) (string, bool) {
 	return "", false
 }
 
+func (mysqlDialect) columns(ctx context.Context, dbc DBC, table string) (map[string]column, error) {
+	return mysqlColumns(ctx, dbc, table)
+}
+
 type sqliteDialect struct{}
+
+func (sqliteDialect) columns(ctx context.Context, dbc DBC, table string) (map[string]column, error) {
+	return sqliteColumns(ctx, dbc, table)
+}
 
 func (sqliteDialect) name() string { return "sqlite" }
 
