@@ -6,3 +6,6 @@ package rsql
 func SkipCursorsCatalog(t *CursorsTable) {
 	t.meta.p.Store(&cursorsMeta{key: nameKey{what: t.name + "." + t.cfg.idField}, curWhat: t.name + "." + t.cfg.cursorField})
 }
+
+// StoreTable returns the table a CursorStore writes through.
+func StoreTable(s *CursorStore) *CursorsTable { return s.t }
