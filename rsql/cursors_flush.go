@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
@@ -204,7 +205,8 @@ func (t *CursorsTable) writeChunk(ctx context.Context, dbc DBC, rows []*flushRow
 // back when the table knew their row (to tell another writer's changes
 // from a race), and the unknown ones upserted.
 func (t *CursorsTable) writeRows(ctx context.Context, dbc DBC, rows []*flushRow) error {
-	var upd, abs, check []*flushRow
+	upd := make([]*flushRow, 0, len(rows))
+	var abs, check []*flushRow
 	for _, r := range rows {
 		if r.state == stateAbsent {
 			abs = append(abs, r)
@@ -281,29 +283,33 @@ func setOut(rows []*flushRow, out rowOutcome) {
 // update runs the UPDATE of writeRows and returns the rows it changed.
 func (t *CursorsTable) update(ctx context.Context, dbc DBC, rows []*flushRow) (int, error) {
 	numeric := !t.cfg.strings
-	cond := func(q *sqlStmt, r *flushRow) {
+	q := t.stmt()
+	var rhs cursorVal
+	rhsFunc := func() { t.cursorVal(q, rhs) }
+	cond := func(r *flushRow) {
 		if r.state == stateKnown {
-			t.d.cursorCmp(q, t.curCol, "=", numeric, func() { q.val(t.arg(r.stored)) })
+			rhs = r.stored
+			t.d.cursorCmp(q, t.curCol, "=", numeric, rhsFunc)
 		} else {
-			t.d.cursorCmp(q, t.curCol, "<", numeric, func() { q.val(t.arg(r.v)) })
+			rhs = r.v
+			t.d.cursorCmp(q, t.curCol, "<", numeric, rhsFunc)
 		}
 	}
-	q := t.stmt()
 	q.sql("UPDATE ", t.table, " SET ", t.curCol, " = ")
 	if len(rows) == 1 {
 		r := rows[0]
-		q.val(t.arg(r.v))
+		t.cursorVal(q, r.v)
 		q.sql(", ", t.timeCol, " = ", t.d.now(), " WHERE ", t.idCol, " = ")
 		q.val(r.e.name)
 		q.sql(" AND ")
-		cond(q, r)
+		cond(r)
 	} else {
 		q.sql("CASE ", t.idCol)
 		for _, r := range rows {
 			q.sql(" WHEN ")
 			q.val(r.e.name)
 			q.sql(" THEN ")
-			q.val(t.arg(r.v))
+			t.cursorVal(q, r.v)
 		}
 		q.sql(" END, ", t.timeCol, " = ", t.d.now(), " WHERE ")
 		t.inNames(q, rows)
@@ -312,7 +318,7 @@ func (t *CursorsTable) update(ctx context.Context, dbc DBC, rows []*flushRow) (i
 			q.sql(" WHEN ")
 			q.val(r.e.name)
 			q.sql(" THEN ")
-			cond(q, r)
+			cond(r)
 		}
 		q.sql(" END")
 	}
@@ -322,6 +328,18 @@ func (t *CursorsTable) update(ctx context.Context, dbc DBC, rows []*flushRow) (i
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+// cursorVal writes c as the value to store: an int64 literal for int
+// tables (so that even a varchar column compares numerically), written
+// without allocating, or the string for string tables.
+func (t *CursorsTable) cursorVal(q *sqlStmt, c cursorVal) {
+	if !c.isInt {
+		q.val(c.s)
+		return
+	}
+	var buf [20]byte
+	q.b.Write(strconv.AppendInt(buf[:0], c.n, 10))
 }
 
 // insert runs an INSERT of rows that leaves existing rows alone, or, if
