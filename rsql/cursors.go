@@ -62,6 +62,7 @@ const cursorsPerStatement = 1000
 // synchronous table refuses a cursor not greater than the stored one,
 // which two writers of one name soon meet.
 //
+// An asynchronous table keeps a few words per consumer name it has seen.
 // A CursorsTable is safe for concurrent use. Unlike luno/reflex, whose
 // NewCursorsTable returns an interface, it is a concrete type.
 type CursorsTable struct {
@@ -440,41 +441,19 @@ func (t *CursorsTable) stmt() *sqlStmt {
 	return s
 }
 
-// write is the synchronous SetCursor: update if strictly less, else insert.
+// write is the synchronous SetCursor: update if strictly less, else
+// insert; a row that exists then is a conflict.
 func (t *CursorsTable) write(ctx context.Context, dbc DBC, name string, c cursorVal) error {
-	cursor, arg := c.s, t.arg(c)
-	fail := func(err error) error {
-		return fmt.Errorf("rsql: set cursor of consumer %s to %s in table %s: %w", quoteCap(name), quoteCap(cursor), t.name, err)
-	}
-	q := t.stmt()
-	q.sql("UPDATE ", t.table, " SET ", t.curCol, " = ")
-	q.val(arg)
-	q.sql(", ", t.timeCol, " = ", t.d.now(), " WHERE ", t.idCol, " = ")
-	q.val(name)
-	q.sql(" AND ")
-	t.d.cursorCmp(q, t.curCol, "<", !t.cfg.strings, func() { q.val(arg) })
-	res, err := dbc.ExecContext(ctx, q.String(), q.args...)
-	if err != nil {
-		return fail(err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fail(err)
-	}
-	if n == 0 {
-		q := t.stmt()
-		q.sql("INSERT INTO ", t.table, " (", t.idCol, ", ", t.curCol, ", ", t.timeCol, ") VALUES (")
-		q.val(name)
-		q.sql(", ")
-		q.val(arg)
-		q.sql(", ", t.d.now(), ")")
-		_, err = dbc.ExecContext(ctx, q.String(), q.args...)
-		if t.d.isDuplicateKey(err) {
-			return t.conflict(ctx, dbc, name, cursor)
+	r := []*flushRow{{e: &cursorEntry{name: name}, v: c, state: stateUnknown}}
+	n, err := t.update(ctx, dbc, r)
+	if err == nil && n == 0 {
+		n, err = t.insert(ctx, dbc, r, false)
+		if err == nil && n == 0 {
+			return t.conflict(ctx, dbc, name, c.s)
 		}
-		if err != nil {
-			return fail(err)
-		}
+	}
+	if err != nil {
+		return fmt.Errorf("rsql: set cursor of consumer %s to %s in table %s: %w", quoteCap(name), quoteCap(c.s), t.name, err)
 	}
 	if t.counter != nil {
 		t.counter()
