@@ -8,168 +8,63 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/metrics"
 )
-
-var (
-	// ErrInvalidCursor is wrapped by the error CursorsTable.SetCursor
-	// returns when a table of int cursors (the default) is given a cursor
-	// that is not a canonical non-negative base-10 int64, such as "abc",
-	// "-1", "007" or a value that overflows int64. The error names the
-	// consumer and the cursor.
-	ErrInvalidCursor = errors.New("invalid int cursor")
-
-	// ErrCursorNotIncreasing is wrapped by the error CursorsTable.SetCursor
-	// returns when the new cursor is not strictly greater than the stored
-	// one (synchronous mode) or than the one still buffered for the same
-	// consumer (asynchronous mode). Use errors.AsType to get the
-	// *CursorConflictError with the existing value.
-	ErrCursorNotIncreasing = errors.New("attempted to set cursor <= existing cursor")
-
-	// ErrCursorsTableClosed is wrapped by the error CursorsTable.SetCursor
-	// returns after CursorsTable.Close.
-	ErrCursorsTableClosed = errors.New("rsql: cursors table closed")
-)
-
-// CursorConflictError describes a cursor write refused because the cursor
-// does not move forward. It wraps ErrCursorNotIncreasing.
-type CursorConflictError struct {
-	// Table is the cursors table.
-	Table string
-	// Consumer is the consumer whose cursor was being set.
-	Consumer string
-	// Cursor is the refused cursor.
-	Cursor string
-	// Existing is the stored (or buffered) cursor, "" if it could not be
-	// read.
-	Existing string
-	// UpdatedAt is when Existing was stored; zero when it is only buffered
-	// or could not be read.
-	UpdatedAt time.Time
-	// Buffered reports whether Existing is an unflushed value buffered in
-	// this process (asynchronous mode) rather than the stored one.
-	Buffered bool
-}
-
-// Error implements error.
-func (e *CursorConflictError) Error() string {
-	what := "existing cursor"
-	if e.Buffered {
-		what = "existing buffered cursor"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "rsql: set cursor of consumer %q to %q in table %s: %s %q",
-		e.Consumer, e.Cursor, e.Table, ErrCursorNotIncreasing, e.Existing)
-	b.WriteString(" (" + what)
-	if !e.UpdatedAt.IsZero() {
-		b.WriteString(" updated at " + e.UpdatedAt.UTC().Format(time.RFC3339Nano))
-	}
-	b.WriteString(")")
-	return b.String()
-}
-
-// Unwrap returns ErrCursorNotIncreasing.
-func (e *CursorConflictError) Unwrap() error { return ErrCursorNotIncreasing }
-
-// defaultCursorsAsyncPeriod is how often an asynchronous cursors table
-// flushes by default.
-const defaultCursorsAsyncPeriod = 5 * time.Second
 
 // cursorsPerStatement caps the rows of one flush statement, keeping it far
 // below both the placeholder limit and a default max_allowed_packet.
 const cursorsPerStatement = 1000
 
-// CursorsOption configures a CursorsTable; see NewCursorsTable.
-type CursorsOption func(*cursorsConfig)
-
-type cursorsConfig struct {
-	idField     string
-	cursorField string
-	timeField   string
-	period      time.Duration
-	counter     func()
-	counterSet  bool
-	strings     bool
-	dialect     Dialect
-}
-
-// WithCursorCursorField sets the column holding the cursor. Default
-// "last_event_id". Names that are SQL keywords may be given `quoted`.
-func WithCursorCursorField(field string) CursorsOption {
-	return func(c *cursorsConfig) { c.cursorField = field }
-}
-
-// WithCursorIDField sets the column holding the consumer name (the primary
-// key). Default "id".
-func WithCursorIDField(field string) CursorsOption {
-	return func(c *cursorsConfig) { c.idField = field }
-}
-
-// WithCursorTimeField sets the column holding the time of the last write.
-// Default "updated_at".
-func WithCursorTimeField(field string) CursorsOption {
-	return func(c *cursorsConfig) { c.timeField = field }
-}
-
-// WithCursorAsyncPeriod makes SetCursor buffer cursors in memory and a
-// background goroutine write them every d (asynchronous mode, the default,
-// with d = 5 s). d = 0 means synchronous writes, as
-// WithCursorAsyncDisabled; a negative d makes NewCursorsTable panic. The
-// last of the two options wins.
-func WithCursorAsyncPeriod(d time.Duration) CursorsOption {
-	return func(c *cursorsConfig) { c.period = d }
-}
-
-// WithCursorAsyncDisabled makes every SetCursor write to the database
-// before it returns (synchronous mode). Default: asynchronous, every 5 s.
-func WithCursorAsyncDisabled() CursorsOption {
-	return func(c *cursorsConfig) { c.period = 0 }
-}
-
-// WithCursorSetCounter sets a function called once per cursor written to
-// the database: once per successful synchronous SetCursor, once per row of a
-// successful flush. It must be safe for concurrent use. nil disables
-// counting. Default: increment the Prometheus counter
-// reflex_cursors_table_set_total{table="<name>"}.
-func WithCursorSetCounter(f func()) CursorsOption {
-	return func(c *cursorsConfig) { c.counter, c.counterSet = f, true }
-}
-
-// WithCursorStrings makes the table hold string cursors compared
-// lexicographically (by the column's collation) instead of int cursors
-// (the default), for streams whose event IDs are not integers. Any
-// non-empty cursor is accepted. Use it with a varchar cursor column (see
-// StringCursorsSchema).
-func WithCursorStrings() CursorsOption {
-	return func(c *cursorsConfig) { c.strings = true }
-}
-
-// WithCursorsDialect selects the SQL dialect of the table. Default MySQL.
-func WithCursorsDialect(d Dialect) CursorsOption {
-	return func(c *cursorsConfig) { c.dialect = d }
-}
-
 // CursorsTable stores the cursors of consumers in a SQL table, one row per
 // consumer: the consumer name (primary key), its cursor and the time of the
 // last write (see CursorsSchema). Use ToStore to get a [reflex.CursorStore].
 //
+// # Names
+//
+// A consumer name must be non-empty, valid UTF-8 and fit the name column
+// (255 bytes with the shipped DDL); a name that breaks the rule is refused
+// with an error wrapping ErrInvalidValue, never stored cut. Names compare
+// byte by byte: "Orders", "orders", "é", "e" and "e " have five cursors.
+// On first use the table reads its columns from the database's catalog
+// and refuses (with ErrSchema) a name column whose collation would fold
+// names that differ in case or accents into one row. A binary collation
+// that ignores trailing spaces (MySQL's utf8mb4_bin) is accepted, but
+// names that end in a space are then refused.
+//
+// # Writes
+//
 // A cursor only moves forward: a write of a cursor that is not strictly
 // greater than the stored one fails (synchronous mode) or is ignored
 // (asynchronous flush). Int cursors compare as integers, string cursors
-// (WithCursorStrings) as strings.
+// (WithCursorStrings) byte by byte. A cursor that does not fit the cursor
+// column is refused with ErrInvalidValue.
 //
 // In asynchronous mode (the default) SetCursor only records the latest
 // cursor of each consumer in memory; the first SetCursor starts one
-// background goroutine that flushes the buffer every period, until Close.
-// A crash loses at most one period of progress, which is replayed
-// (at-least-once delivery). Call Close when done with the table.
+// background goroutine, owned by the table, that flushes the buffer every
+// period until Close. GetCursor returns what the table will write: the
+// buffered cursor if there is one, else the stored one. A crash loses at
+// most one period of progress, which is replayed (at-least-once delivery).
+// Call Close when done with the table: it stops the goroutine and writes
+// the buffer, within the flush timeout (WithCursorFlushTimeout).
 //
-// A CursorsTable is safe for concurrent use.
+// # Two writers of one name
+//
+// An asynchronous table remembers, for each consumer, the cursor it last
+// read or wrote, and writes a cursor only over that one. If another
+// writer changed it meanwhile (a second process running the same consumer
+// name), the flush reports ErrConcurrentWriter: Flush and Close return
+// it, a background flush makes the consumer's next SetCursor return it, so
+// that reflex.Run stops instead of processing every event twice. A
+// synchronous table refuses a cursor not greater than the stored one,
+// which two writers of one name soon meet.
+//
+// An asynchronous table keeps a few words per consumer name it has seen.
+// A CursorsTable is safe for concurrent use. Unlike luno/reflex, whose
+// NewCursorsTable returns an interface, it is a concrete type.
 type CursorsTable struct {
 	name string
 	opts []CursorsOption
@@ -177,43 +72,85 @@ type CursorsTable struct {
 	d    dialect
 	// quoted names of the table and its columns
 	table, idCol, curCol, timeCol string
+	cols                          *columns
+	meta                          lazy[cursorsMeta]
 
 	counter    func()
 	flushError func()
+	conflicts  func()
 
-	// flushMu serialises flushes. Lock order: flushMu before mu.
-	flushMu sync.Mutex
+	// sem serialises flushes, and in asynchronous mode GetCursor with
+	// them; a channel so that waiting for it honours a context. Lock
+	// order: sem, then the catalog locks (meta, cols), then mu.
+	sem chan struct{}
+	// batch is the rows of the current flush, reused; owned by the holder
+	// of sem.
+	batch []flushRow
 
 	mu sync.Mutex // protects the following fields
-	// buf holds the latest unflushed cursor of each consumer.
-	buf map[string]cursorVal
-	// spare is an empty map for the next flush to swap with buf, or nil.
-	spare map[string]cursorVal
+	// entries holds what the table knows of each consumer it has seen.
+	entries map[string]*cursorEntry
+	// dirty lists the entries with a buffered cursor (an entry whose
+	// cursor was dropped since may appear, and one may appear twice).
+	dirty []*cursorEntry
 	// dbc is the handle of the latest buffered SetCursor; flushes use it.
 	dbc     DBC
 	started bool
 	closed  bool
 	stop    context.CancelFunc
+	// stores are the tables that ToStore cloned with options; Close
+	// closes them.
+	stores []*CursorsTable
 
 	wg        sync.WaitGroup // the flush loop
 	closeOnce sync.Once
 	closeErr  error
 }
 
+// cursorsMeta is what the table's columns accept, read from the catalog
+// on first use.
+type cursorsMeta struct {
+	key     nameKey
+	cur     column
+	curWhat string // table.column of cursors, for messages
+}
+
+// storedState is what an asynchronous table knows of a consumer's row.
+type storedState uint8
+
+const (
+	stateUnknown storedState = iota // never read nor written by the table
+	stateAbsent                     // read: no row
+	stateKnown                      // read or written: the stored cursor
+)
+
+// cursorEntry is what an asynchronous table knows of one consumer.
+type cursorEntry struct {
+	name string
+	// pending is the buffered cursor, if dirty.
+	pending cursorVal
+	dirty   bool
+	// stored is the cursor last read or written, if state is stateKnown.
+	stored cursorVal
+	state  storedState
+	// checked reports whether name was checked against the catalog.
+	checked bool
+	// err is a flush error to return from the next SetCursor.
+	err error
+}
+
 // NewCursorsTable returns a table of cursors named name. Defaults: columns
-// id, last_event_id, updated_at; int cursors; asynchronous writes every 5 s;
-// MySQL dialect; the set counter increments reflex_cursors_table_set_total.
+// id, last_event_id, updated_at; int cursors; asynchronous writes every 5 s,
+// each flush bounded by 10 s; MySQL dialect; the set counter increments
+// reflex_cursors_table_set_total.
 //
-// NewCursorsTable does no I/O. It panics with an "rsql:" message if name or
-// a column name is not a valid identifier, or if the async period is
-// negative: these are programming errors.
+// NewCursorsTable does no I/O: the table reads its columns from the
+// catalog on first use. It panics with an "rsql:" message if name or a
+// column name is not a valid identifier, if the async period is negative
+// or the flush timeout not positive, or an option is nil: these are
+// programming errors.
 func NewCursorsTable(name string, opts ...CursorsOption) *CursorsTable {
-	cfg := cursorsConfig{
-		idField:     "id",
-		cursorField: "last_event_id",
-		timeField:   "updated_at",
-		period:      defaultCursorsAsyncPeriod,
-	}
+	cfg := defaultCursorsConfig()
 	for _, o := range opts {
 		if o == nil {
 			panic("rsql: NewCursorsTable: nil option")
@@ -227,20 +164,27 @@ func NewCursorsTable(name string, opts ...CursorsOption) *CursorsTable {
 	if cfg.period < 0 {
 		panic(fmt.Sprintf("rsql: NewCursorsTable(%q): negative async period %v", name, cfg.period))
 	}
+	if cfg.flushTimeout <= 0 {
+		panic(fmt.Sprintf("rsql: NewCursorsTable(%q): flush timeout %v is not positive", name, cfg.flushTimeout))
+	}
 	d := cfg.dialect.impl()
 
+	label := unquote(name)
 	t := &CursorsTable{
 		name:       name,
 		opts:       slices.Clone(opts),
 		cfg:        cfg,
 		d:          d,
 		table:      d.quote(name),
+		cols:       newColumns(d, name),
 		counter:    cfg.counter,
-		flushError: metrics.CursorsTableFlushErrors(unquote(name)).Inc,
-		buf:        make(map[string]cursorVal),
+		flushError: metrics.CursorsTableFlushErrors(label).Inc,
+		conflicts:  metrics.CursorsTableConcurrentWriters(label).Inc,
+		sem:        make(chan struct{}, 1),
+		entries:    make(map[string]*cursorEntry),
 	}
 	if !cfg.counterSet {
-		t.counter = metrics.CursorsTableSet(unquote(name)).Inc
+		t.counter = metrics.CursorsTableSet(label).Inc
 	}
 	t.idCol, t.curCol, t.timeCol = d.quote(cfg.idField), d.quote(cfg.cursorField), d.quote(cfg.timeField)
 	return t
@@ -249,73 +193,168 @@ func NewCursorsTable(name string, opts ...CursorsOption) *CursorsTable {
 // Name returns the table name given to NewCursorsTable.
 func (t *CursorsTable) Name() string { return t.name }
 
-// GetCursor returns the stored cursor of consumerName, or "" if it has
-// none. It reads the database only: cursors still buffered in asynchronous
-// mode are not seen (call Flush first). It is safe for concurrent use.
+// GetCursor returns the cursor of consumerName, or "" if it has none. In
+// asynchronous mode that is the cursor the table will write: the one
+// buffered for the consumer if any (also after a failed flush), else the
+// stored one; GetCursor also forgets an error a background flush kept for
+// the consumer's next SetCursor, and adopts the stored cursor as the one
+// the next flush writes over (see ErrConcurrentWriter). It waits for a
+// flush in progress.
+//
+// It returns an error wrapping ErrInvalidValue for a name that breaks the
+// rule for names (see CursorsTable), ErrSchema if the table's columns do
+// not fit, and the database's errors. It is safe for concurrent use.
 func (t *CursorsTable) GetCursor(ctx context.Context, dbc DBC, consumerName string) (string, error) {
+	const op = "get cursor"
 	if isNilDBC(dbc) {
-		return "", fmt.Errorf("rsql: get cursor of consumer %q in table %s: nil DBC", consumerName, t.name)
+		return "", t.opErr(op, consumerName, errors.New("nil DBC"))
 	}
+	m, err := t.loadMeta(ctx, dbc)
+	if err != nil {
+		return "", t.opErr(op, consumerName, err)
+	}
+	if err := m.key.check(consumerName); err != nil {
+		return "", t.opErr(op, consumerName, err)
+	}
+	if t.cfg.period <= 0 {
+		s, _, err := t.read(ctx, dbc, consumerName)
+		if err != nil {
+			return "", t.opErr(op, consumerName, err)
+		}
+		return s, nil
+	}
+
+	if err := t.acquire(ctx); err != nil {
+		return "", t.opErr(op, consumerName, err)
+	}
+	defer t.release()
+	s, found, err := t.read(ctx, dbc, consumerName)
+	if err != nil {
+		return "", t.opErr(op, consumerName, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.entryLocked(consumerName)
+	e.checked, e.err = true, nil
+	switch v, ok := t.parseStored(s); {
+	case !found:
+		e.state = stateAbsent
+	case ok:
+		e.state, e.stored = stateKnown, v
+	default:
+		e.state = stateUnknown
+	}
+	if e.dirty {
+		if e.state != stateKnown || t.less(e.stored, e.pending) {
+			return e.pending.s, nil
+		}
+		e.dirty = false // the stored cursor is ahead: never write it back
+	}
+	return s, nil
+}
+
+// read returns the stored cursor of name and whether its row exists.
+func (t *CursorsTable) read(ctx context.Context, dbc DBC, name string) (string, bool, error) {
 	q := t.stmt()
 	q.sql("SELECT ", t.curCol, " FROM ", t.table, " WHERE ", t.idCol, " = ")
-	q.val(consumerName)
+	q.val(name)
 	var cur sql.NullString
 	err := dbc.QueryRowContext(ctx, q.String(), q.args...).Scan(&cur)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("rsql: get cursor of consumer %q in table %s: %w", consumerName, t.name, err)
+		return "", false, err
 	}
-	return cur.String, nil
+	return cur.String, true, nil
 }
 
 // SetCursor sets the cursor of consumerName. The cursor must be valid for
 // the table: a canonical non-negative int64 by default (else the error
-// wraps ErrInvalidCursor), any non-empty string with WithCursorStrings.
+// wraps ErrInvalidCursor), any non-empty string with WithCursorStrings;
+// and it must fit the cursor column (else ErrInvalidValue). The name must
+// follow the rule for names (see CursorsTable; else ErrInvalidValue); a
+// table whose columns do not fit gives ErrSchema.
 //
 // In synchronous mode it updates the row if the stored cursor is strictly
 // less than cursor, else inserts it; if the row exists (the stored cursor
 // is equal or greater) the error is a *CursorConflictError wrapping
 // ErrCursorNotIncreasing. On success the set counter is called.
 //
-// In asynchronous mode it only buffers cursor as the consumer's latest
-// (refusing, with ErrCursorNotIncreasing, a cursor not greater than one
-// still buffered for it) and remembers dbc for the next flush, so dbc must
-// outlive the call: pass a *sql.DB, not a transaction. The first call
-// starts the background flush.
+// In asynchronous mode it does no I/O: it buffers cursor as the
+// consumer's latest, refusing (with a *CursorConflictError) a cursor not
+// greater than the one buffered or last read or written for the consumer,
+// and remembers dbc for the next flush. A flush runs later, so dbc must
+// outlive the call: a *sql.Tx is refused (use a *sql.DB, or synchronous
+// mode to write within a transaction). The first call starts the
+// background flush. If a background flush could not write the consumer's
+// cursor for good (ErrConcurrentWriter, or a row the database refused),
+// the next SetCursor of the consumer returns that error once, without
+// buffering cursor. Names are checked against the catalog once it has
+// been read (by GetCursor or a flush); until then a flush checks them.
 //
 // After Close it returns an error wrapping ErrCursorsTableClosed; a nil
 // dbc is an error too.
 //
 // SetCursor is safe for concurrent use.
 func (t *CursorsTable) SetCursor(ctx context.Context, dbc DBC, consumerName, cursor string) error {
+	const op = "set cursor"
 	c, err := t.parse(consumerName, cursor)
 	if err != nil {
 		return err
 	}
 	if isNilDBC(dbc) {
-		return fmt.Errorf("rsql: set cursor of consumer %q in table %s: nil DBC", consumerName, t.name)
+		return t.opErr(op, consumerName, errors.New("nil DBC"))
 	}
 	if t.cfg.period <= 0 {
-		t.mu.Lock()
-		closed := t.closed
-		t.mu.Unlock()
-		if closed {
-			return fmt.Errorf("rsql: set cursor of consumer %q in table %s: %w", consumerName, t.name, ErrCursorsTableClosed)
-		}
-		return t.write(ctx, dbc, consumerName, c)
+		return t.setSync(ctx, dbc, consumerName, c)
 	}
+	if _, ok := dbc.(*sql.Tx); ok {
+		return t.opErr(op, consumerName, errors.New("a *sql.Tx cannot be used with an asynchronous table, which writes later, "+
+			"after the transaction has ended: pass a *sql.DB, or use WithCursorAsyncDisabled to write within the transaction"))
+	}
+	m := t.meta.p.Load()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return fmt.Errorf("rsql: set cursor of consumer %q in table %s: %w", consumerName, t.name, ErrCursorsTableClosed)
+		return t.opErr(op, consumerName, ErrCursorsTableClosed)
 	}
-	if prev, ok := t.buf[consumerName]; ok && !t.less(prev, c) {
-		return &CursorConflictError{Table: t.name, Consumer: consumerName, Cursor: cursor, Existing: prev.s, Buffered: true}
+	e := t.entries[consumerName]
+	if e == nil || (!e.checked && m != nil) {
+		if err := t.checkName(m, consumerName); err != nil {
+			return t.opErr(op, consumerName, err)
+		}
+		if e == nil {
+			e = t.entryLocked(consumerName)
+		}
+		e.checked = m != nil
 	}
-	t.buf[consumerName] = c
+	if e.err != nil {
+		err := e.err
+		e.err = nil
+		return err
+	}
+	if m != nil {
+		if err := m.checkCursor(c); err != nil {
+			return t.opErr(op, consumerName, err)
+		}
+	}
+	switch {
+	case e.dirty:
+		if !t.less(e.pending, c) {
+			return &CursorConflictError{Table: t.name, Consumer: consumerName, Cursor: cursor, Existing: e.pending.s, Buffered: true}
+		}
+	case e.state == stateKnown:
+		if !t.less(e.stored, c) {
+			return &CursorConflictError{Table: t.name, Consumer: consumerName, Cursor: cursor, Existing: e.stored.s}
+		}
+	}
+	e.pending = c
+	if !e.dirty {
+		e.dirty = true
+		t.dirty = append(t.dirty, e)
+	}
 	t.dbc = dbc
 	if !t.started {
 		t.startLocked()
@@ -323,159 +362,76 @@ func (t *CursorsTable) SetCursor(ctx context.Context, dbc DBC, consumerName, cur
 	return nil
 }
 
-// startLocked starts the flush loop, owned by t and stopped by Close.
-func (t *CursorsTable) startLocked() {
-	t.started = true
-	ctx, cancel := context.WithCancel(context.Background()) // the table's lifetime
-	t.stop = cancel
-	t.wg.Go(func() { t.flushLoop(ctx) })
+// entryLocked returns the entry of name, adding it if missing.
+func (t *CursorsTable) entryLocked(name string) *cursorEntry {
+	e := t.entries[name]
+	if e == nil {
+		e = &cursorEntry{name: name}
+		t.entries[name] = e
+	}
+	return e
 }
 
-// flushLoop flushes every period until ctx is done. Errors are counted in
-// reflex_cursors_table_flush_errors_total; the failed cursors stay buffered
-// for the next flush.
-func (t *CursorsTable) flushLoop(ctx context.Context) {
-	tk := time.NewTicker(t.cfg.period)
-	defer tk.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tk.C:
-			_ = t.Flush(ctx)
+// checkName checks name against m, or only what holds for every table if
+// the catalog is not read yet (m nil).
+func (t *CursorsTable) checkName(m *cursorsMeta, name string) error {
+	if m == nil {
+		return checkNameStatic(unquote(t.name)+"."+unquote(t.cfg.idField), name)
+	}
+	return m.key.check(name)
+}
+
+// checkCursor returns an error wrapping ErrInvalidValue if c does not fit
+// the cursor column.
+func (m *cursorsMeta) checkCursor(c cursorVal) error {
+	if c.isInt {
+		return m.cur.checkInt(m.curWhat, c.n)
+	}
+	return m.cur.checkString(m.curWhat, c.s)
+}
+
+// loadMeta reads the table's columns from the catalog through dbc on first
+// use.
+func (t *CursorsTable) loadMeta(ctx context.Context, dbc DBC) (*cursorsMeta, error) {
+	return t.meta.get(func() (*cursorsMeta, error) {
+		cols, err := t.cols.lookup(ctx, dbc, t.cfg.idField, t.cfg.cursorField, t.cfg.timeField)
+		if err != nil {
+			return nil, err
 		}
-	}
+		table := unquote(t.name)
+		key, err := loadNameKey(ctx, t.d, dbc, table, unquote(t.cfg.idField), cols[0])
+		if err != nil {
+			return nil, err
+		}
+		return &cursorsMeta{key: key, cur: cols[1], curWhat: table + "." + unquote(t.cfg.cursorField)}, nil
+	})
 }
 
-// Flush writes the buffered cursors (asynchronous mode) to the database in
-// as few statements as possible, using the handle of the latest buffered
-// SetCursor: per 1000 consumers, one UPDATE when they all have rows, plus
-// one upsert when some do not. A buffered cursor not greater
-// than the stored one is skipped: a flush never moves a cursor backwards.
-// It returns nil at once in synchronous mode or when nothing is buffered.
-//
-// Flushes are serialised. If a statement fails Flush returns its error and
-// keeps the cursors it did not write buffered (unless newer ones were set
-// meanwhile), so the next flush retries them; nothing is lost. It is safe
-// for concurrent use, also after Close.
-func (t *CursorsTable) Flush(ctx context.Context) error {
-	t.flushMu.Lock()
-	defer t.flushMu.Unlock()
-
+// setSync is the synchronous SetCursor.
+func (t *CursorsTable) setSync(ctx context.Context, dbc DBC, name string, c cursorVal) error {
+	const op = "set cursor"
 	t.mu.Lock()
-	if len(t.buf) == 0 {
-		t.mu.Unlock()
-		return nil
-	}
-	batch, dbc := t.buf, t.dbc
-	t.buf, t.spare = t.spare, nil
-	if t.buf == nil {
-		t.buf = make(map[string]cursorVal, len(batch))
-	}
+	closed := t.closed
 	t.mu.Unlock()
-
-	names := make([]string, 0, len(batch))
-	for n := range batch {
-		names = append(names, n)
+	if closed {
+		return t.opErr(op, name, ErrCursorsTableClosed)
 	}
-	// A fixed row order keeps concurrent flushes of several processes from
-	// deadlocking on each other's row locks.
-	slices.Sort(names)
-
-	for len(names) > 0 {
-		n := min(len(names), cursorsPerStatement, t.d.maxParams()/2)
-		chunk := names[:n]
-		if err := t.writeBatch(ctx, dbc, chunk, batch); err != nil {
-			t.requeue(names, batch)
-			if ctx.Err() == nil {
-				t.flushError()
-			}
-			return fmt.Errorf("rsql: flush cursors table %s: %w", t.name, err)
-		}
-		if t.counter != nil {
-			for range chunk {
-				t.counter()
-			}
-		}
-		names = names[n:]
-	}
-	clear(batch)
-	t.mu.Lock()
-	t.spare = batch // reused by the next flush
-	t.mu.Unlock()
-	return nil
-}
-
-// requeue puts the unwritten cursors of names back into the buffer, unless
-// a greater cursor was buffered for the consumer since.
-func (t *CursorsTable) requeue(names []string, batch map[string]cursorVal) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, n := range names {
-		if cur, ok := t.buf[n]; !ok || t.less(cur, batch[n]) {
-			t.buf[n] = batch[n]
-		}
-	}
-}
-
-// writeBatch writes the cursors of names: one conditional UPDATE, which
-// is all it takes when every consumer has a row already (the steady
-// state), then, if some row was not updated (missing, or its cursor was not
-// less), one upsert of the whole batch that inserts the missing rows and
-// leaves the others as they are.
-func (t *CursorsTable) writeBatch(ctx context.Context, dbc DBC, names []string, batch map[string]cursorVal) error {
-	q := t.stmt()
-	q.sql("UPDATE ", t.table, " SET ", t.curCol, " = ")
-	t.writeCase(q, names, batch)
-	q.sql(", ", t.timeCol, " = ", t.d.now(), " WHERE ")
-	if len(names) == 1 {
-		q.sql(t.idCol, " = ")
-		q.val(names[0])
-	} else {
-		q.sql(t.idCol, " IN (")
-		for i, n := range names {
-			if i > 0 {
-				q.sql(", ")
-			}
-			q.val(n)
-		}
-		q.sql(")")
-	}
-	q.sql(" AND ")
-	t.d.cursorLess(q, t.curCol, !t.cfg.strings, func() { t.writeCase(q, names, batch) })
-	res, err := dbc.ExecContext(ctx, q.String(), q.args...)
+	m, err := t.loadMeta(ctx, dbc)
 	if err != nil {
-		return err
+		return t.opErr(op, name, err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n == int64(len(names)) {
-		return nil
+	if err := m.key.check(name); err != nil {
+		return t.opErr(op, name, err)
 	}
-
-	rows := make([]cursorRow, len(names))
-	for i, n := range names {
-		rows[i] = cursorRow{name: n, cursor: t.arg(batch[n])}
+	if err := m.checkCursor(c); err != nil {
+		return t.opErr(op, name, err)
 	}
-	q = t.stmt()
-	t.d.upsertCursors(q, t.table, t.idCol, t.curCol, t.timeCol, rows, !t.cfg.strings)
-	_, err = dbc.ExecContext(ctx, q.String(), q.args...)
-	return err
+	return t.write(ctx, dbc, name, c)
 }
 
-// writeCase writes the new cursor of the row: the value itself for one
-// consumer, else a CASE on the consumer column.
-func (t *CursorsTable) writeCase(q *sqlStmt, names []string, batch map[string]cursorVal) {
-	if len(names) == 1 {
-		q.val(t.arg(batch[names[0]]))
-		return
-	}
-	q.sql("CASE ", t.idCol)
-	for _, n := range names {
-		q.sql(" WHEN ")
-		q.val(n)
-		q.sql(" THEN ")
-		q.val(t.arg(batch[n]))
-	}
-	q.sql(" END")
+// opErr wraps err with the operation, the consumer and the table.
+func (t *CursorsTable) opErr(op, name string, err error) error {
+	return fmt.Errorf("rsql: %s of consumer %s in table %s: %w", op, quoteCap(name), t.name, err)
 }
 
 // stmt returns a new statement builder.
@@ -485,38 +441,19 @@ func (t *CursorsTable) stmt() *sqlStmt {
 	return s
 }
 
-// write is the synchronous SetCursor: update if strictly less, else insert.
+// write is the synchronous SetCursor: update if strictly less, else
+// insert; a row that exists then is a conflict.
 func (t *CursorsTable) write(ctx context.Context, dbc DBC, name string, c cursorVal) error {
-	cursor, arg := c.s, t.arg(c)
-	q := t.stmt()
-	q.sql("UPDATE ", t.table, " SET ", t.curCol, " = ")
-	q.val(arg)
-	q.sql(", ", t.timeCol, " = ", t.d.now(), " WHERE ", t.idCol, " = ")
-	q.val(name)
-	q.sql(" AND ")
-	t.d.cursorLess(q, t.curCol, !t.cfg.strings, func() { q.val(arg) })
-	res, err := dbc.ExecContext(ctx, q.String(), q.args...)
-	if err != nil {
-		return fmt.Errorf("rsql: set cursor of consumer %q to %q in table %s: %w", name, cursor, t.name, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("rsql: set cursor of consumer %q to %q in table %s: %w", name, cursor, t.name, err)
-	}
-	if n == 0 {
-		q := t.stmt()
-		q.sql("INSERT INTO ", t.table, " (", t.idCol, ", ", t.curCol, ", ", t.timeCol, ") VALUES (")
-		q.val(name)
-		q.sql(", ")
-		q.val(arg)
-		q.sql(", ", t.d.now(), ")")
-		_, err = dbc.ExecContext(ctx, q.String(), q.args...)
-		if t.d.isDuplicateKey(err) {
-			return t.conflict(ctx, dbc, name, cursor)
+	r := []*flushRow{{e: &cursorEntry{name: name}, v: c, state: stateUnknown}}
+	n, err := t.update(ctx, dbc, r)
+	if err == nil && n == 0 {
+		n, err = t.insert(ctx, dbc, r, false)
+		if err == nil && n == 0 {
+			return t.conflict(ctx, dbc, name, c.s)
 		}
-		if err != nil {
-			return fmt.Errorf("rsql: set cursor of consumer %q to %q in table %s: %w", name, cursor, t.name, err)
-		}
+	}
+	if err != nil {
+		return fmt.Errorf("rsql: set cursor of consumer %s to %s in table %s: %w", quoteCap(name), quoteCap(c.s), t.name, err)
 	}
 	if t.counter != nil {
 		t.counter()
@@ -545,25 +482,39 @@ func (t *CursorsTable) conflict(ctx context.Context, dbc DBC, name, cursor strin
 }
 
 // cursorVal is a validated cursor: n is its value in a table of int
-// cursors.
+// cursors (isInt).
 type cursorVal struct {
-	s string
-	n int64
+	s     string
+	n     int64
+	isInt bool
 }
 
 // parse validates cursor for the table.
 func (t *CursorsTable) parse(name, cursor string) (cursorVal, error) {
 	if t.cfg.strings {
 		if cursor == "" {
-			return cursorVal{}, fmt.Errorf("rsql: set cursor of consumer %q in table %s: empty cursor", name, t.name)
+			return cursorVal{}, t.opErr("set cursor", name, errors.New("empty cursor"))
 		}
 		return cursorVal{s: cursor}, nil
 	}
 	v, err := parseCursor(cursor)
 	if err != nil {
-		return cursorVal{}, fmt.Errorf("rsql: set cursor of consumer %q in table %s: %w", name, t.name, err)
+		return cursorVal{}, t.opErr("set cursor", name, err)
 	}
-	return cursorVal{s: cursor, n: v}, nil
+	return cursorVal{s: cursor, n: v, isInt: true}, nil
+}
+
+// parseStored converts a cursor read from the table; ok is false for a
+// value that is not a cursor of the table's type.
+func (t *CursorsTable) parseStored(s string) (cursorVal, bool) {
+	if t.cfg.strings {
+		return cursorVal{s: s}, true
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return cursorVal{}, false
+	}
+	return cursorVal{s: strconv.FormatInt(n, 10), n: n, isInt: true}, true
 }
 
 // arg returns the value to write for c: an int64 for int tables (so that
@@ -598,13 +549,13 @@ func parseCursor(cursor string) (int64, error) {
 	v, err := strconv.ParseInt(cursor, 10, 64)
 	switch {
 	case errors.Is(err, strconv.ErrRange):
-		return 0, fmt.Errorf("%w %q: out of int64 range", ErrInvalidCursor, cursor)
+		return 0, fmt.Errorf("%w %s: out of int64 range", ErrInvalidCursor, quoteCap(cursor))
 	case err != nil:
-		return 0, fmt.Errorf("%w %q: not a base-10 integer", ErrInvalidCursor, cursor)
+		return 0, fmt.Errorf("%w %s: not a base-10 integer", ErrInvalidCursor, quoteCap(cursor))
 	case v < 0:
-		return 0, fmt.Errorf("%w %q: negative", ErrInvalidCursor, cursor)
+		return 0, fmt.Errorf("%w %s: negative", ErrInvalidCursor, quoteCap(cursor))
 	case cursor[0] == '+' || cursor[0] == '-' || (cursor[0] == '0' && len(cursor) > 1):
-		return 0, fmt.Errorf("%w %q: not in canonical form (%d)", ErrInvalidCursor, cursor, v)
+		return 0, fmt.Errorf("%w %s: not in canonical form (%d)", ErrInvalidCursor, quoteCap(cursor), v)
 	}
 	return v, nil
 }
@@ -618,68 +569,41 @@ func (t *CursorsTable) less(a, b cursorVal) bool {
 }
 
 // Close stops the background flush, waits for it to exit, then flushes the
-// buffered cursors with a context that is never cancelled and returns that
-// flush's error (the cursors stay buffered; Flush may retry them). Later
-// SetCursor calls fail with ErrCursorsTableClosed; GetCursor and Flush keep
-// working. Close is idempotent and safe for concurrent use: every call
-// returns the first call's result once it is done.
+// buffered cursors, bounded by the flush timeout (WithCursorFlushTimeout,
+// default 10 s), and closes the tables that ToStore cloned with options.
+// It returns the errors of that flush and of those tables. Cursors that
+// could not be written stay buffered (Flush may retry them); if the
+// process ends first, their events are delivered again after the restart
+// (at-least-once). Later SetCursor calls fail with ErrCursorsTableClosed;
+// GetCursor and Flush keep working. Close is idempotent and safe for
+// concurrent use: every call returns the first call's result once it is
+// done.
 func (t *CursorsTable) Close() error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()
 		t.closed = true
-		stop := t.stop
+		stop, stores := t.stop, t.stores
+		t.stores = nil
 		t.mu.Unlock()
 		if stop != nil {
 			stop()
 		}
 		t.wg.Wait()
-		t.closeErr = t.Flush(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.flushTimeout)
+		defer cancel()
+		errs := []error{t.Flush(ctx)}
+		for _, s := range stores {
+			errs = append(errs, s.Close())
+		}
+		t.closeErr = errors.Join(errs...)
 	})
 	return t.closeErr
 }
 
 // Clone returns a new table with the options of t followed by opts. The
-// clone has its own (empty) buffer and its own background flush, and must
-// be closed on its own. It panics like NewCursorsTable on invalid options.
+// clone has its own (empty) buffer, its own catalog read and its own
+// background flush, and must be closed on its own. It panics like
+// NewCursorsTable on invalid options.
 func (t *CursorsTable) Clone(opts ...CursorsOption) *CursorsTable {
 	return NewCursorsTable(t.name, append(slices.Clone(t.opts), opts...)...)
-}
-
-// ToStore returns a [reflex.CursorStore] reading and writing the cursors of
-// t through dbc. With opts it writes through a clone of t with those
-// options added (see Clone). The store also implements io.Closer: Close
-// closes that clone, or, without opts, only flushes t (t's owner closes t).
-func (t *CursorsTable) ToStore(dbc DBC, opts ...CursorsOption) reflex.CursorStore {
-	s := &cursorStore{t: t, dbc: dbc}
-	if len(opts) > 0 {
-		s.t, s.owned = t.Clone(opts...), true
-	}
-	return s
-}
-
-type cursorStore struct {
-	t     *CursorsTable
-	dbc   DBC
-	owned bool
-}
-
-var _ reflex.CursorStore = (*cursorStore)(nil)
-
-func (s *cursorStore) GetCursor(ctx context.Context, name string) (string, error) {
-	return s.t.GetCursor(ctx, s.dbc, name)
-}
-
-func (s *cursorStore) SetCursor(ctx context.Context, name, cursor string) error {
-	return s.t.SetCursor(ctx, s.dbc, name, cursor)
-}
-
-func (s *cursorStore) Flush(ctx context.Context) error {
-	return s.t.Flush(ctx)
-}
-
-func (s *cursorStore) Close() error {
-	if s.owned {
-		return s.t.Close()
-	}
-	return s.t.Flush(context.Background())
 }

@@ -148,3 +148,40 @@ func BenchmarkCursorsAsyncVsUpdate(b *testing.B) {
 	b.ReportMetric(float64(update.Nanoseconds())/float64(b.N), "update-ns/op")
 	b.ReportMetric(float64(update)/float64(async), "ratio")
 }
+
+// BenchmarkCursorsAsyncCPU is BenchmarkCursorsAsync without a database
+// (a DBC that records statements): the library's own cost of 100
+// SetCursor calls per consumer and one flush building the statement.
+func BenchmarkCursorsAsyncCPU(b *testing.B) {
+	for _, consumers := range []int{1, 16} {
+		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
+			r := &recordingDBC{}
+			ct := rsql.NewCursorsTable("cursors", rsql.WithCursorAsyncPeriod(time.Hour), rsql.WithCursorSetCounter(nil))
+			rsql.SkipCursorsCatalog(ct)
+			b.Cleanup(func() { ct.Close() })
+			names := make([]string, consumers)
+			for i := range names {
+				names[i] = fmt.Sprintf("consumer-%d", i)
+			}
+			ctx := b.Context()
+			var cur int64
+			for b.Loop() {
+				for range cursorsBenchSets {
+					cur++
+					c := strconv.FormatInt(cur, 10)
+					for _, n := range names {
+						if err := ct.SetCursor(ctx, r, n, c); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				if err := ct.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				r.mu.Lock()
+				r.stmts = r.stmts[:0]
+				r.mu.Unlock()
+			}
+		})
+	}
+}

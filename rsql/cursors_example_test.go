@@ -3,7 +3,9 @@ package rsql_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"log"
+	"time"
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/rsql"
@@ -53,4 +55,25 @@ func ExampleCursorsTable_sync() {
 		log.Fatal(err)
 	}
 	log.Print(cur) // 42
+}
+
+// ExampleCursorsTable_ToStore gives one consumer a store with its own
+// flush period; the store owns that table's background flush and stops it
+// on Close. A run that ends with ErrConcurrentWriter met a second process
+// running the same consumer name.
+func ExampleCursorsTable_ToStore() {
+	var db *sql.DB // opened elsewhere
+	ctx := context.Background()
+	cursors := rsql.NewCursorsTable("cursors", rsql.WithCursorFlushTimeout(5*time.Second))
+	defer cursors.Close() // also closes the stores made with options
+
+	store := cursors.ToStore(db, rsql.WithCursorAsyncPeriod(time.Second))
+	defer store.Close() // stops its flush, writes its last cursors within 5 s
+
+	events := rsql.NewEventsTable("events")
+	consumer := reflex.NewConsumer("audit-log", func(context.Context, *reflex.Event) error { return nil })
+	err := reflex.Run(ctx, reflex.NewSpec(events.ToStream(db), store, consumer))
+	if errors.Is(err, rsql.ErrConcurrentWriter) {
+		log.Print("another process runs audit-log too: ", err)
+	}
 }

@@ -33,142 +33,19 @@ type ErrorInserter func(ctx context.Context, dbc DBC, consumer, eventID, errMsg 
 // WithErrorEventInserter.
 type ErrorEventInserter func(ctx context.Context, dbc DBC, foreignID string, typ reflex.EventType, metadata []byte) (NotifyFunc, error)
 
-// ErrorsOption configures an ErrorsTable; see NewErrorsTable.
-type ErrorsOption func(*errorsConfig)
-
-type errorsConfig struct {
-	table, idField, consumerField, eventIDField       string
-	msgField, createdField, updatedField, statusField string
-
-	inserter    ErrorInserter
-	inserterSet bool
-	// events selects the event sink: nil means the default events table.
-	events *errorEvents
-
-	counter    func(consumer string)
-	counterSet bool
-	dialect    Dialect
-}
-
-// errorEvents is where "error recorded" events go; recordOnly means
-// nowhere.
-type errorEvents struct {
-	insert     ErrorEventInserter
-	recordOnly bool
-	what       string // the option that set it, for panics
-	invalid    string // why the option is invalid, for panics
-}
-
-// WithErrorTableName sets the consumer-errors table. Default
-// "consumer_errors".
-func WithErrorTableName(name string) ErrorsOption {
-	return func(c *errorsConfig) { c.table = name }
-}
-
-// WithErrorIDField sets the auto-increment id column. Default "id".
-func WithErrorIDField(field string) ErrorsOption {
-	return func(c *errorsConfig) { c.idField = field }
-}
-
-// WithErrorEventConsumerField sets the consumer name column. Default
-// "consumer".
-func WithErrorEventConsumerField(field string) ErrorsOption {
-	return func(c *errorsConfig) { c.consumerField = field }
-}
-
-// WithErrorEventIDField sets the event id column. Default "event_id".
-func WithErrorEventIDField(field string) ErrorsOption {
-	return func(c *errorsConfig) { c.eventIDField = field }
-}
-
-// WithErrorMsgField sets the error message column. Default "error_msg".
-func WithErrorMsgField(field string) ErrorsOption {
-	return func(c *errorsConfig) { c.msgField = field }
-}
-
-// WithErrorCreatedAtField sets the creation time column. Default
-// "created_at".
-func WithErrorCreatedAtField(field string) ErrorsOption {
-	return func(c *errorsConfig) { c.createdField = field }
-}
-
-// WithErrorUpdatedAtField sets the update time column. Default
-// "updated_at".
-func WithErrorUpdatedAtField(field string) ErrorsOption {
-	return func(c *errorsConfig) { c.updatedField = field }
-}
-
-// WithErrorStatusField sets the status column. Default "error_status".
-func WithErrorStatusField(field string) ErrorsOption {
-	return func(c *errorsConfig) { c.statusField = field }
-}
-
-// WithErrorInserter replaces the SQL insert of the error row (the table and
-// column options then only matter to the replaced inserter). Default: an
-// insert that returns the existing row's id on a duplicate (consumer,
-// event id) and requires an integer event id. A nil f makes NewErrorsTable
-// panic.
-func WithErrorInserter(f ErrorInserter) ErrorsOption {
-	return func(c *errorsConfig) { c.inserter, c.inserterSet = f, true }
-}
-
-// WithErrorEventInserter makes f insert the "error recorded" events.
-// Default: the events table of WithErrorEventsTable. WithErrorEventInserter,
-// WithErrorEventsTable and WithErrorRecordOnly each choose where the events
-// go: the last one given wins. A nil f makes NewErrorsTable panic.
-func WithErrorEventInserter(f ErrorEventInserter) ErrorsOption {
-	return func(c *errorsConfig) {
-		c.events = &errorEvents{insert: f, what: "WithErrorEventInserter"}
-	}
-}
-
-// WithErrorEventsTable makes the events table t receive the "error
-// recorded" events; t must have a metadata column (WithEventMetadataField)
-// or its own inserter (WithEventsInserter), else NewErrorsTable panics.
-// Default: NewEventsTable("consumer_errors_events",
-// WithEventMetadataField("metadata")) in the table's dialect. See
-// WithErrorEventInserter for how it combines with the other event options.
-// A nil t makes NewErrorsTable panic.
-func WithErrorEventsTable(t *EventsTable) ErrorsOption {
-	return func(c *errorsConfig) {
-		ev := &errorEvents{what: "WithErrorEventsTable"}
-		if t != nil {
-			if t.cfg.metadataField == "" && t.cfg.inserter == nil {
-				ev.invalid = fmt.Sprintf("events table %s has no metadata column (see WithEventMetadataField)", t.name)
-			}
-			ev.insert = t.InsertWithMetadata
-		}
-		c.events = ev
-	}
-}
-
-// WithErrorRecordOnly records errors without inserting any event. See
-// WithErrorEventInserter for how it combines with the other event options.
-func WithErrorRecordOnly() ErrorsOption {
-	return func(c *errorsConfig) {
-		c.events = &errorEvents{recordOnly: true}
-	}
-}
-
-// WithErrorCounter sets a function called with the consumer name after each
-// error is recorded (after commit). It must be safe for concurrent use; nil
-// disables counting. Default: increment the Prometheus counter
-// reflex_consumer_dead_lettered_events_count{consumer_name}.
-func WithErrorCounter(f func(consumer string)) ErrorsOption {
-	return func(c *errorsConfig) { c.counter, c.counterSet = f, true }
-}
-
-// WithErrorsDialect selects the SQL dialect of the table, and of the
-// default events table. Default MySQL.
-func WithErrorsDialect(d Dialect) ErrorsOption {
-	return func(c *errorsConfig) { c.dialect = d }
-}
-
 // ErrorsTable records consumer errors for dead-lettering (see
 // ErrorsSchema): one row per (consumer, event), and for each recorded error
 // an event in an events table (type reflex.EventErrorRecorded, foreign id
 // = the error row id, metadata = the consumer name) in the same
 // transaction, so other consumers can react to dead-lettered events.
+//
+// With the default inserter, consumer names follow the rule of cursors
+// tables (see CursorsTable): a name must be non-empty, valid UTF-8 and fit
+// the consumer column (else ErrInvalidValue; nothing is stored cut), and
+// names compare byte by byte: on first use the table reads its columns
+// from the catalog and refuses (ErrSchema) a consumer column whose
+// collation would fold names that differ in case or accents, which would
+// record the errors of two consumers as one.
 //
 // An ErrorsTable is safe for concurrent use.
 type ErrorsTable struct {
@@ -178,6 +55,16 @@ type ErrorsTable struct {
 	inserter ErrorInserter
 	events   ErrorEventInserter // nil: record only
 	counter  func(consumer string)
+	catalog  *columns
+	meta     lazy[errorsMeta]
+}
+
+// errorsMeta is what the table's columns accept, read from the catalog on
+// first use.
+type errorsMeta struct {
+	key     nameKey
+	eventID column
+	evWhat  string // table.column of event ids, for messages
 }
 
 // NewErrorsTable returns a consumer-errors table. Defaults: table
@@ -186,27 +73,20 @@ type ErrorsTable struct {
 // consumer_errors_events with a metadata column; the counter increments
 // reflex_consumer_dead_lettered_events_count; MySQL dialect.
 //
-// NewErrorsTable does no I/O. It panics with an "rsql:" message on an
+// NewErrorsTable does no I/O: the default inserter reads the table's
+// columns from the catalog on first use. It panics with an "rsql:" message on an
 // invalid table or column name, a nil option, inserter, event inserter or
 // events table, or an events table without metadata: these are
 // programming errors.
 func NewErrorsTable(opts ...ErrorsOption) *ErrorsTable {
-	cfg := errorsConfig{
-		table:         "consumer_errors",
-		idField:       "id",
-		consumerField: "consumer",
-		eventIDField:  "event_id",
-		msgField:      "error_msg",
-		createdField:  "created_at",
-		updatedField:  "updated_at",
-		statusField:   "error_status",
-	}
+	t := &ErrorsTable{cfg: defaultErrorsConfig()}
 	for _, o := range opts {
 		if o == nil {
 			panic("rsql: NewErrorsTable: nil option")
 		}
-		o(&cfg)
+		o(t)
 	}
+	cfg := t.cfg
 	mustIdent("errors table", cfg.table)
 	mustIdent("error id column", cfg.idField)
 	mustIdent("error consumer column", cfg.consumerField)
@@ -216,8 +96,7 @@ func NewErrorsTable(opts ...ErrorsOption) *ErrorsTable {
 	mustIdent("error updated-at column", cfg.updatedField)
 	mustIdent("error status column", cfg.statusField)
 	d := cfg.dialect.impl()
-
-	t := &ErrorsTable{cfg: cfg, d: d, inserter: cfg.inserter, counter: cfg.counter}
+	t.d, t.inserter, t.counter, t.catalog = d, cfg.inserter, cfg.counter, newColumns(d, cfg.table)
 	switch {
 	case !cfg.inserterSet:
 		t.inserter = t.insertRow
@@ -247,11 +126,40 @@ func NewErrorsTable(opts ...ErrorsOption) *ErrorsTable {
 	return t
 }
 
+// loadMeta reads the table's columns from the catalog through dbc on
+// first use.
+func (t *ErrorsTable) loadMeta(ctx context.Context, dbc DBC) (*errorsMeta, error) {
+	return t.meta.get(func() (*errorsMeta, error) {
+		c := t.cfg
+		cols, err := t.catalog.lookup(ctx, dbc, c.consumerField, c.eventIDField, c.idField, c.msgField,
+			c.createdField, c.updatedField, c.statusField)
+		if err != nil {
+			return nil, err
+		}
+		table := unquote(c.table)
+		key, err := loadNameKey(ctx, t.d, dbc, table, unquote(c.consumerField), cols[0])
+		if err != nil {
+			return nil, err
+		}
+		return &errorsMeta{key: key, eventID: cols[1], evWhat: table + "." + unquote(c.eventIDField)}, nil
+	})
+}
+
 // insertRow is the default ErrorInserter.
 func (t *ErrorsTable) insertRow(ctx context.Context, dbc DBC, consumer, eventID, errMsg string, status reflex.ErrorStatus) (string, error) {
 	eid, err := parseCursor(eventID)
 	if err != nil {
-		return "", fmt.Errorf("event id %q: %w", eventID, ErrInvalidIntID)
+		return "", fmt.Errorf("event id %s: %w", quoteCap(eventID), ErrInvalidIntID)
+	}
+	m, err := t.loadMeta(ctx, dbc)
+	if err != nil {
+		return "", err
+	}
+	if err := m.key.check(consumer); err != nil {
+		return "", err
+	}
+	if err := m.eventID.checkInt(m.evWhat, eid); err != nil {
+		return "", err
 	}
 	q := &sqlStmt{d: t.d}
 	t.d.errorInsert(q, t.cols, consumer, eid, errMsg, int(status))
@@ -270,13 +178,15 @@ func (t *ErrorsTable) insertRow(ctx context.Context, dbc DBC, consumer, eventID,
 // recorded" event, commit; then it calls the event's notify function and the
 // counter. On any failure it rolls back and returns an error wrapping
 // ErrDeadLetter and the cause; an empty consumerName fails, and so, with the
-// default inserter, does an eventID that is not an integer (wrapping
-// ErrInvalidIntID). The function blocks for the transaction and is safe for
-// concurrent use.
+// default inserter, do an eventID that is not an integer (wrapping
+// ErrInvalidIntID), a consumer name that breaks the rule for names or an
+// event id out of the column's range (ErrInvalidValue), and a table whose
+// columns do not fit (ErrSchema). The function blocks for the transaction
+// and is safe for concurrent use.
 func (t *ErrorsTable) ToErrorInsertFunc(dbc *sql.DB) reflex.ErrorInsertFunc {
 	return func(ctx context.Context, consumerName, eventID, errMsg string) error {
 		if err := t.record(ctx, dbc, consumerName, eventID, errMsg); err != nil {
-			return fmt.Errorf("rsql: %w: consumer %q, event %q: %w", ErrDeadLetter, consumerName, eventID, err)
+			return fmt.Errorf("rsql: %w: consumer %s, event %s: %w", ErrDeadLetter, quoteCap(consumerName), quoteCap(eventID), err)
 		}
 		return nil
 	}

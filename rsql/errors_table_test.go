@@ -327,7 +327,7 @@ func TestErrorsTableEventOptions(t *testing.T) {
 func TestErrorsTableCustomColumns(t *testing.T) {
 	db := dbtest.Open(t)
 	rsqltest.CreateErrorsTables(t, db)
-	_, err := db.ExecContext(t.Context(), "CREATE TABLE dead (pk BIGINT AUTO_INCREMENT PRIMARY KEY, who VARCHAR(255) NOT NULL, "+
+	_, err := db.ExecContext(t.Context(), "CREATE TABLE dead (pk BIGINT AUTO_INCREMENT PRIMARY KEY, who VARBINARY(255) NOT NULL, "+
 		"evt BIGINT NOT NULL, msg TEXT NOT NULL, c DATETIME(3) NOT NULL, u DATETIME(3) NOT NULL, st INT NOT NULL, UNIQUE (who, evt))")
 	if err != nil {
 		t.Fatal(err)

@@ -17,10 +17,15 @@ var (
 		Name: "reflex_cursors_table_flush_errors_total",
 		Help: "Number of failed flushes of an rsql cursors table's buffered cursors (the cursors are kept and retried by the next flush).",
 	}, []string{cursorsTableLabel})
+
+	cursorsConcurrentWriters = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "reflex_cursors_table_concurrent_writers_total",
+		Help: "Number of cursors of an rsql cursors table found changed by another writer (a second process running the same consumer name) when the table flushed them.",
+	}, []string{cursorsTableLabel})
 )
 
 func init() {
-	prometheus.MustRegister(cursorsSet, cursorsFlushErrors)
+	prometheus.MustRegister(cursorsSet, cursorsFlushErrors, cursorsConcurrentWriters)
 }
 
 // CursorsTableSet returns the reflex_cursors_table_set_total series of the
@@ -33,6 +38,13 @@ func CursorsTableSet(table string) prometheus.Counter {
 // series of the cursors table named table.
 func CursorsTableFlushErrors(table string) prometheus.Counter {
 	return cursorsFlushErrors.WithLabelValues(table)
+}
+
+// CursorsTableConcurrentWriters returns the
+// reflex_cursors_table_concurrent_writers_total series of the cursors table
+// named table.
+func CursorsTableConcurrentWriters(table string) prometheus.Counter {
+	return cursorsConcurrentWriters.WithLabelValues(table)
 }
 
 // DeadLettered increments reflex_consumer_dead_lettered_events_count of the
