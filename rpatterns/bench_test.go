@@ -86,9 +86,9 @@ func BenchmarkKeyedConsumer(b *testing.B) {
 		// The workers end with the run, dropping queued events: at the head,
 		// wait for them before ending the run.
 		drained := func() bool {
-			kc.prog.mu.Lock()
-			defer kc.prog.mu.Unlock()
-			return kc.prog.seq.CurrentMax() == benchEvents
+			kc.p.prog.mu.Lock()
+			defer kc.p.prog.mu.Unlock()
+			return kc.p.prog.seq.CurrentMax() == benchEvents
 		}
 		stream := func(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
 			cl, err := millionEvents().Stream(ctx, after, opts...)
