@@ -67,7 +67,8 @@ func (r *retryTracker) succeed() {
 // not really tried, so it is not skipped.
 //
 // Failures are counted across calls, so the consumer must see one event at
-// a time (one Run) for the count to be exact.
+// a time (one Run) for the count to be exact. It panics if an option is
+// nil, a programming error.
 func NewBestEffortConsumer(name string, retries int, fn reflex.ConsumerFunc, opts ...reflex.ConsumerOption) reflex.Consumer {
 	rt := &retryTracker{retries: retries}
 	return newConsumer("NewBestEffortConsumer", name, func(ctx context.Context, e *reflex.Event) error {
@@ -93,7 +94,8 @@ func NewBestEffortConsumer(name string, retries int, fn reflex.ConsumerFunc, opt
 // the event blocks until it succeeds or can be recorded.
 //
 // An error returned while ctx is done is always returned, as in
-// NewBestEffortConsumer.
+// NewBestEffortConsumer. It panics if an option is nil, a programming
+// error.
 func NewDeadLetterConsumer(name string, retries int, fn reflex.ConsumerFunc, insertFn reflex.ErrorInsertFunc, opts ...reflex.ConsumerOption) reflex.Consumer {
 	rt := &retryTracker{retries: retries}
 	return newConsumer("NewDeadLetterConsumer", name, func(ctx context.Context, e *reflex.Event) error {

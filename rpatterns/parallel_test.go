@@ -39,7 +39,7 @@ func shardOf(t *testing.T, shards []ConsumerShard, e *reflex.Event) int {
 	return found
 }
 
-// TestShardVectors are the reference library's shard assignments.
+// TestShardVectors are luno/reflex's shard assignments.
 func TestShardVectors(t *testing.T) {
 	hello := func(*reflex.Event) ([]byte, error) { return []byte("Hello, World"), nil }
 	tests := []struct {
