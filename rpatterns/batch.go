@@ -230,7 +230,11 @@ func (bc *BatchConsumer) Stop() error {
 }
 
 // loop processes batches when their period is over. It sleeps until a
-// batch starts (kick), then until the batch is due.
+// batch starts (kick), then until the batch is due. A batch that starts
+// while the loop sleeps towards the deadline of an earlier one (processed
+// by length meanwhile) is checked when that sleep ends; its own deadline
+// is then later, or earlier by less than minBatchWait, unless event
+// timestamps go backwards (then it is at most one period late).
 func (bc *BatchConsumer) loop(ctx context.Context, kick <-chan struct{}) {
 	var timer wait.Timer
 	defer timer.Stop()
