@@ -3,11 +3,11 @@ package rpatterns
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
 // awaitPollPeriod is how often Await calls its poll function.
@@ -20,36 +20,43 @@ const awaitPollPeriod = time.Second
 // that. pollFn is called at once and then every second; a nil pollFn is
 // never called.
 //
-// Await returns nil on success, or the first error of either side: the
-// stream's (opening or Recv), pollFn's, or ctx.Err() once ctx is done. The
-// other side is then cancelled and Await waits for it to finish.
+// Await returns nil on success, or the first error of either side as it
+// came, unwrapped (so callers may compare it with ==): the stream's
+// (opening it or Recv), pollFn's, or ctx.Err() once ctx is done. A stream
+// that returns a nil client or a nil event makes it return an error.
+//
+// Await returns as soon as either side answers, without waiting for the
+// other: it cancels the context of the other side, whose goroutine then
+// ends on its own. The stream's goroutine ends when Recv returns (it then
+// closes the client if it implements io.Closer), so a Recv that ignores
+// its context keeps it until Recv returns; the poll's goroutine ends when
+// pollFn returns.
 func Await(ctx context.Context, stream reflex.StreamFunc, pollFn func() (bool, error), foreignID string, types ...reflex.EventType) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// One result per goroutine, so neither blocks on send.
+	// One result per goroutine, buffered so that neither blocks on send
+	// after Await has returned.
 	res := make(chan error, 2)
-	n := 1
 	go func() { res <- awaitStream(ctx, stream, foreignID, types) }()
 	if pollFn != nil {
-		n++
 		go func() { res <- awaitPoll(ctx, pollFn) }()
 	}
-	err := <-res
-	cancel()
-	for range n - 1 {
-		<-res
-	}
-	return err
+	return <-res
 }
+
+var (
+	errAwaitNilClient = errors.New("rpatterns: await: stream returned a nil client and a nil error")
+	errAwaitNilEvent  = errors.New("rpatterns: await: stream returned a nil event and a nil error")
+)
 
 func awaitStream(ctx context.Context, stream reflex.StreamFunc, foreignID string, types []reflex.EventType) error {
 	cl, err := stream(ctx, "", reflex.WithStreamFromHead())
 	if err != nil {
-		return fmt.Errorf("rpatterns: await: open stream: %w", err)
+		return err
 	}
 	if cl == nil {
-		return errors.New("rpatterns: await: stream returned a nil client and a nil error")
+		return errAwaitNilClient
 	}
 	if c, ok := cl.(io.Closer); ok {
 		defer c.Close()
@@ -60,10 +67,10 @@ func awaitStream(ctx context.Context, stream reflex.StreamFunc, foreignID string
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("rpatterns: await: recv: %w", err)
+			return err
 		}
 		if e == nil {
-			return errors.New("rpatterns: await: stream returned a nil event and a nil error")
+			return errAwaitNilEvent
 		}
 		if e.ForeignID != foreignID {
 			continue
@@ -75,20 +82,18 @@ func awaitStream(ctx context.Context, stream reflex.StreamFunc, foreignID string
 }
 
 func awaitPoll(ctx context.Context, pollFn func() (bool, error)) error {
-	t := time.NewTicker(awaitPollPeriod)
-	defer t.Stop()
+	var timer wait.Timer
+	defer timer.Stop()
 	for {
 		ok, err := pollFn()
 		if err != nil {
-			return fmt.Errorf("rpatterns: await: poll: %w", err)
+			return err
 		}
 		if ok {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
+		if err := timer.Sleep(ctx, awaitPollPeriod); err != nil {
+			return err
 		}
 	}
 }

@@ -116,8 +116,9 @@ func TestAwaitErrors(t *testing.T) {
 					time.Sleep(5 * time.Second) // fake time: several polls
 					cancel()
 				}
-				if err := <-res; !errors.Is(err, tc.want) {
-					t.Fatalf("Await = %v, want %v", err, tc.want)
+				// The error as it came, comparable with ==.
+				if err := <-res; err != tc.want {
+					t.Fatalf("Await = %v, want %v (unwrapped)", err, tc.want)
 				}
 			})
 		})
@@ -125,7 +126,8 @@ func TestAwaitErrors(t *testing.T) {
 }
 
 // TestAwaitCancelsOtherSide: when the poll side wins, the stream side is
-// cancelled and Await waits for it (synctest fails on leaked goroutines).
+// cancelled and its goroutine ends on its own, closing the client
+// (synctest fails on leaked goroutines).
 func TestAwaitCancelsOtherSide(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var closed atomic.Bool
@@ -137,9 +139,42 @@ func TestAwaitCancelsOtherSide(t *testing.T) {
 		if err := Await(t.Context(), stream, func() (bool, error) { return true, nil }, "x"); err != nil {
 			t.Fatalf("Await = %v", err)
 		}
+		synctest.Wait()
 		if !closed.Load() {
 			t.Error("stream client not closed")
 		}
+	})
+}
+
+// deafClient is a stream client whose Recv ignores its context: it blocks
+// until release is closed, as many test doubles do.
+type deafClient struct{ release chan struct{} }
+
+func (c deafClient) Recv() (*reflex.Event, error) {
+	<-c.release
+	return nil, errors.New("released")
+}
+
+// TestAwaitReturnsOnFirstAnswer: Await returns as soon as one side
+// answers, even when the other side's Recv ignores its context.
+func TestAwaitReturnsOnFirstAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		stream := func(context.Context, string, ...reflex.StreamOption) (reflex.StreamClient, error) {
+			return deafClient{release}, nil
+		}
+		res := awaitAsync(t.Context(), stream, func() (bool, error) { return true, nil }, "x")
+		synctest.Wait()
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Errorf("Await = %v, want nil", err)
+			}
+		default:
+			t.Error("Await did not return after the poll answered: it waits for a Recv that ignores its context")
+		}
+		close(release) // lets the stream's goroutine (and Await, if stuck) end
+		synctest.Wait()
 	})
 }
 

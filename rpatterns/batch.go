@@ -11,6 +11,7 @@ import (
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/metrics"
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
 var (
@@ -25,25 +26,35 @@ var (
 	ErrBatchState = errors.New("rpatterns: batch consumer must be reset")
 )
 
-// minBatchWait is the shortest time a period-triggered batch waits after
-// its first event, even if that event is already older than the period.
+// minBatchWait is how long a period-triggered batch waits after its first
+// event arrived when that event is already older than the period, so that
+// a consumer that is behind still processes batches rather than single
+// events.
 const minBatchWait = 100 * time.Millisecond
 
 // Batch is the events of one batch, in stream order.
 type Batch []*reflex.Event
 
-// BatchFunc processes a batch. An error fails the batch: no event of it is
-// acknowledged and all of them are delivered again.
-type BatchFunc func(ctx context.Context, b Batch) error
+// BatchConsumeFn processes a batch. An error fails the batch: no event of
+// it is acknowledged and all of them are delivered again. It is an alias
+// of the function type, so any func(context.Context, Batch) error is one.
+type BatchConsumeFn = func(ctx context.Context, b Batch) error
+
+// BatchFunc is BatchConsumeFn.
+//
+// Deprecated: Use BatchConsumeFn, the name luno/reflex uses.
+type BatchFunc = BatchConsumeFn
 
 // BatchConsumer collects events into batches and processes each batch with
-// one call. Run it with NewBatchSpec.
+// one call. Run it with NewBatchSpec. It embeds the *AckConsumer that
+// holds its name, cursor store and consumer options (Name is the
+// AckConsumer's; the AckConsumer's function adds the event to the batch).
 //
 // A batch is processed when it reaches the batch length (synchronously, in
 // the Consume call of its last event, which returns the batch's error), or
 // when the batch period has passed since the timestamp of its first event
-// (in a background goroutine, at least 100ms after the first event
-// arrived). After a batch succeeds the cursor is set to its last event and
+// (in a background goroutine; if that event is already older than the
+// period when it arrives, 100ms after it arrived). After a batch succeeds the cursor is set to its last event and
 // the store flushed; nothing else moves the cursor, so buffered events are
 // delivered again after a restart.
 //
@@ -55,12 +66,11 @@ type BatchFunc func(ctx context.Context, b Batch) error
 // Methods are safe for concurrent use, but a BatchConsumer serves one Run
 // at a time.
 type BatchConsumer struct {
-	name   string
-	store  reflex.CursorStore
-	fn     BatchFunc
+	*AckConsumer
+
+	fn     BatchConsumeFn
 	period time.Duration
 	length int
-	opts   []reflex.ConsumerOption
 	gauge  prometheus.Gauge
 
 	// Lock order: mu before lifeMu.
@@ -89,30 +99,29 @@ var (
 //
 // The configuration is checked when events are consumed: if both
 // batchPeriod and batchLen are zero, or either is negative, every Consume
-// returns ErrInvalidBatchConfig.
-func NewBatchConsumer(name string, store reflex.CursorStore, fn BatchFunc, batchPeriod time.Duration, batchLen int, opts ...reflex.ConsumerOption) *BatchConsumer {
-	return &BatchConsumer{
-		name:   name,
-		store:  store,
+// returns ErrInvalidBatchConfig. NewBatchConsumer panics if an option is
+// nil, a programming error.
+func NewBatchConsumer(name string, store reflex.CursorStore, fn BatchConsumeFn, batchPeriod time.Duration, batchLen int, opts ...reflex.ConsumerOption) *BatchConsumer {
+	bc := &BatchConsumer{
 		fn:     fn,
 		period: batchPeriod,
 		length: batchLen,
-		opts:   opts,
 		gauge:  metrics.BatchBufferLength(name),
 	}
+	bc.AckConsumer = newAckConsumer("NewBatchConsumer", name, store, func(ctx context.Context, e *AckEvent) error {
+		return bc.Consume(ctx, &e.Event)
+	}, opts)
+	return bc
 }
 
 // NewBatchSpec returns a spec that runs bc, instrumented with its consumer
 // options, over stream. Run's per-event SetCursor is dropped: bc sets the
 // cursor after each successful batch. Run resets bc at the start of each
-// run; Spec.Stop stops it.
+// run; Spec.Stop stops it. It panics if a stream option is nil.
 func NewBatchSpec(stream reflex.StreamFunc, bc *BatchConsumer, opts ...reflex.StreamOption) reflex.Spec {
 	c := reflex.NewConsumer(bc.name, bc.Consume, bc.opts...)
-	return reflex.NewSpec(stream, noSetStore{bc.store}, &lifecycleConsumer{Consumer: c, life: bc}, opts...)
+	return newSpec("NewBatchSpec", stream, noSetStore{bc.store}, &lifecycleConsumer{Consumer: c, life: bc}, opts)
 }
-
-// Name returns the consumer's name.
-func (bc *BatchConsumer) Name() string { return bc.name }
 
 func (bc *BatchConsumer) validConfig() bool {
 	return bc.period >= 0 && bc.length >= 0 && (bc.period > 0 || bc.length > 0)
@@ -120,7 +129,10 @@ func (bc *BatchConsumer) validConfig() bool {
 
 // Consume adds e to the current batch. It blocks while a batch is being
 // processed, and processes the batch itself when e completes it by length,
-// returning the batch's error. See BatchConsumer for the errors.
+// returning the batch's error. See BatchConsumer for the errors. It
+// replaces the Consume of the embedded AckConsumer (which wraps e in an
+// AckEvent and then does the same), and applies none of the consumer
+// options; NewBatchSpec does.
 func (bc *BatchConsumer) Consume(ctx context.Context, e *reflex.Event) error {
 	if !bc.validConfig() {
 		return ErrInvalidBatchConfig
@@ -143,7 +155,11 @@ func (bc *BatchConsumer) Consume(ctx context.Context, e *reflex.Event) error {
 		return bc.processLocked(ctx)
 	}
 	if bc.period > 0 && len(bc.buf) == 1 {
-		bc.deadline = time.Now().Add(max(time.Until(e.Timestamp.Add(bc.period)), minBatchWait))
+		d := time.Until(e.Timestamp.Add(bc.period))
+		if d < 0 {
+			d = minBatchWait // behind the stream: still collect a batch
+		}
+		bc.deadline = time.Now().Add(d)
 		select {
 		case kick <- struct{}{}:
 		default: // the loop has a wake-up pending already
@@ -163,11 +179,7 @@ func (bc *BatchConsumer) processLocked(ctx context.Context) error {
 	err := bc.fn(ctx, b)
 	if err == nil {
 		last := b[len(b)-1]
-		err = bc.store.SetCursor(ctx, bc.name, last.ID)
-		if err == nil {
-			err = bc.store.Flush(ctx)
-		}
-		if err != nil {
+		if err = ack(ctx, bc.store, bc.name, last.ID); err != nil {
 			err = fmt.Errorf("rpatterns: batch consumer %q: ack event %s: %w", bc.name, last.ID, err)
 		}
 	}
@@ -217,40 +229,52 @@ func (bc *BatchConsumer) Stop() error {
 	return nil
 }
 
-// loop processes batches when their period is over.
+// loop processes batches when their period is over. It sleeps until a
+// batch starts (kick), then until the batch is due. A batch that starts
+// while the loop sleeps towards the deadline of an earlier one (processed
+// by length meanwhile) is checked when that sleep ends; its own deadline
+// is then later, or earlier by less than minBatchWait, unless event
+// timestamps go backwards (then it is at most one period late).
 func (bc *BatchConsumer) loop(ctx context.Context, kick <-chan struct{}) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	<-t.C
+	var timer wait.Timer
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-kick:
-		case <-t.C:
 		}
-		if !bc.tick(ctx, t) {
-			return
+		for {
+			d, ok := bc.tick(ctx)
+			if !ok {
+				return
+			}
+			if d == 0 {
+				break // no batch pending: wait for the next one
+			}
+			if timer.Sleep(ctx, d) != nil {
+				return
+			}
 		}
 	}
 }
 
-// tick processes the batch if it is due and re-arms t for the next
-// deadline. It reports false if the batch failed (the loop then exits).
-func (bc *BatchConsumer) tick(ctx context.Context, t *time.Timer) bool {
+// tick processes the batch if it is due. It returns how long until the
+// pending batch is due (0 if none is pending), and false if the loop must
+// exit: ctx is done or a batch failed.
+func (bc *BatchConsumer) tick(ctx context.Context) (time.Duration, bool) {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
 	if bc.failed != nil || ctx.Err() != nil {
-		return false
+		return 0, false
 	}
 	if len(bc.buf) == 0 {
-		return true
+		return 0, true
 	}
 	if d := time.Until(bc.deadline); d > 0 {
-		t.Reset(d)
-		return true
+		return d, true
 	}
-	return bc.processLocked(ctx) == nil
+	return 0, bc.processLocked(ctx) == nil
 }
 
 // lifecycleConsumer adds a Reset and Stop to an instrumented consumer: it

@@ -89,8 +89,8 @@ func TestBatchInvalidConfig(t *testing.T) {
 }
 
 // TestBatchPeriod: a batch is processed in the background when the period
-// since its first event's timestamp is over, at least 100ms after that
-// event arrived.
+// since its first event's timestamp is over; an event already older than
+// the period waits 100ms.
 func TestBatchPeriod(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := reflextest.NewCursorStore()
@@ -137,6 +137,56 @@ func TestBatchPeriod(t *testing.T) {
 		if err := spec.Stop(); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// TestBatchShortPeriod: a batch waits for its period, not for the 100ms
+// minimum, when the period has not passed yet: 100 events with a 1ms
+// period, each sent once the previous batch is done, take 100ms, and an
+// event half a period old waits the other half.
+func TestBatchShortPeriod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := reflextest.NewLog()
+		done := make(chan time.Time, 1)
+		bc := NewBatchConsumer("short", reflextest.NewCursorStore(), func(ctx context.Context, b Batch) error {
+			done <- time.Now()
+			return nil
+		}, time.Millisecond, 0)
+		spec := NewBatchSpec(log.Stream, bc)
+		ctx, cancel := context.WithCancel(t.Context())
+		runErr := make(chan error, 1)
+		go func() { runErr <- reflex.Run(ctx, spec) }()
+
+		start := time.Now()
+		for i := range 100 {
+			sent := time.Now()
+			log.Append(reflex.Event{})
+			if at := (<-done).Sub(sent); at != time.Millisecond {
+				t.Fatalf("batch %d processed %v after its event, want 1ms (the period)", i+1, at)
+			}
+		}
+		if d := time.Since(start); d != 100*time.Millisecond {
+			t.Errorf("100 batches with a 1ms period took %v, want 100ms", d)
+		}
+
+		bc2 := NewBatchConsumer("half", reflextest.NewCursorStore(), func(ctx context.Context, b Batch) error {
+			done <- time.Now()
+			return nil
+		}, time.Second, 0)
+		if err := bc2.Reset(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		sent := time.Now()
+		if err := bc2.Consume(t.Context(), &reflex.Event{ID: "1", Timestamp: sent.Add(-500 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+		if at := (<-done).Sub(sent); at != 500*time.Millisecond {
+			t.Errorf("event half a period old processed after %v, want 500ms", at)
+		}
+		_ = bc2.Stop()
+		cancel()
+		<-runErr
+		_ = spec.Stop()
 	})
 }
 

@@ -33,6 +33,21 @@ func (r *retryTracker) fail(id string) bool {
 	return false
 }
 
+// try runs fn on e, counts its failure and returns fn's error. It reports
+// whether the retries of e are exhausted: fn failed, ctx is not done (an
+// error returned while ctx is done does not count: the event was not
+// really tried), and e has now failed more than retries times in a row.
+func (r *retryTracker) try(ctx context.Context, e *reflex.Event, fn reflex.ConsumerFunc) (exhausted bool, err error) {
+	if err = fn(ctx, e); err == nil {
+		r.succeed()
+		return false, nil
+	}
+	if ctx.Err() != nil {
+		return false, err
+	}
+	return r.fail(e.ID), err
+}
+
 // succeed clears the failure count.
 func (r *retryTracker) succeed() {
 	r.mu.Lock()
@@ -52,23 +67,17 @@ func (r *retryTracker) succeed() {
 // not really tried, so it is not skipped.
 //
 // Failures are counted across calls, so the consumer must see one event at
-// a time (one Run) for the count to be exact.
+// a time (one Run) for the count to be exact. It panics if an option is
+// nil, a programming error.
 func NewBestEffortConsumer(name string, retries int, fn reflex.ConsumerFunc, opts ...reflex.ConsumerOption) reflex.Consumer {
 	rt := &retryTracker{retries: retries}
-	return reflex.NewConsumer(name, func(ctx context.Context, e *reflex.Event) error {
-		err := fn(ctx, e)
-		if err == nil {
-			rt.succeed()
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		if rt.fail(e.ID) {
+	return newConsumer("NewBestEffortConsumer", name, func(ctx context.Context, e *reflex.Event) error {
+		exhausted, err := rt.try(ctx, e, fn)
+		if exhausted {
 			return nil
 		}
 		return err
-	}, opts...)
+	}, opts)
 }
 
 // NewDeadLetterConsumer returns an instrumented consumer (see
@@ -85,19 +94,13 @@ func NewBestEffortConsumer(name string, retries int, fn reflex.ConsumerFunc, opt
 // the event blocks until it succeeds or can be recorded.
 //
 // An error returned while ctx is done is always returned, as in
-// NewBestEffortConsumer.
+// NewBestEffortConsumer. It panics if an option is nil, a programming
+// error.
 func NewDeadLetterConsumer(name string, retries int, fn reflex.ConsumerFunc, insertFn reflex.ErrorInsertFunc, opts ...reflex.ConsumerOption) reflex.Consumer {
 	rt := &retryTracker{retries: retries}
-	return reflex.NewConsumer(name, func(ctx context.Context, e *reflex.Event) error {
-		err := fn(ctx, e)
-		if err == nil {
-			rt.succeed()
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		if !rt.fail(e.ID) {
+	return newConsumer("NewDeadLetterConsumer", name, func(ctx context.Context, e *reflex.Event) error {
+		exhausted, err := rt.try(ctx, e, fn)
+		if !exhausted {
 			return err
 		}
 		if reflex.IsExpected(err) {
@@ -107,5 +110,5 @@ func NewDeadLetterConsumer(name string, retries int, fn reflex.ConsumerFunc, ins
 			return fmt.Errorf("%w (rpatterns: dead-letter record of event %s failed: %w)", err, e.ID, insErr)
 		}
 		return nil
-	}, opts...)
+	}, opts)
 }

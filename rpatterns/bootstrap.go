@@ -11,18 +11,19 @@ import (
 // consumer, opts...) except that a consumer without a cursor starts at the
 // head of the stream (WithStreamFromHead) instead of its beginning: a new
 // consumer sees only new events. Once the consumer has a cursor, runs
-// resume from it as usual.
+// resume from it as usual. It panics if an option is nil.
 func NewBootstrapSpec(stream reflex.StreamFunc, store reflex.CursorStore, consumer reflex.Consumer, opts ...reflex.StreamOption) reflex.Spec {
 	bs := &bootstrapStore{CursorStore: store}
-	return reflex.NewSpec(bs.wrap(stream), bs, consumer, opts...)
+	return newSpec("NewBootstrapSpec", bs.wrap(stream), bs, consumer, opts)
 }
 
 // NewBootstrapConsumable returns a Consumable whose Consume runs
 // NewBootstrapSpec(stream, store, consumer, opts...) with the Consume call's
-// options appended.
+// options appended. It panics if an option is nil.
 //
 // Deprecated: Use NewBootstrapSpec and reflex.Run.
 func NewBootstrapConsumable(stream reflex.StreamFunc, store reflex.CursorStore, opts ...reflex.StreamOption) reflex.Consumable {
+	mustOptions("NewBootstrapConsumable", "stream option", opts)
 	return bootstrapConsumable{stream: stream, store: store, opts: opts}
 }
 

@@ -66,7 +66,7 @@ func TestBootstrapGetCursorError(t *testing.T) {
 }
 
 // TestBootstrapConsumableOptions: the deprecated consumable honours its
-// options (the reference ignored them) and those of each Consume call.
+// options (luno/reflex ignored them) and those of each Consume call.
 func TestBootstrapConsumableOptions(t *testing.T) {
 	log := newLog(2)
 	rec := &optsRecorder{stream: log.Stream}

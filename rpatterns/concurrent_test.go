@@ -185,7 +185,7 @@ func TestConcurrentSetCursorError(t *testing.T) {
 			return nil
 		}}))
 		cc := NewConcurrentConsumer(store, reflex.NewConsumer("conc", (&recorder{}).fn), 1)
-		if err := cc.Reset(t.Context()); err != nil {
+		if err := cc.ResetContext(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if err := cc.Consume(t.Context(), &reflex.Event{ID: "1"}); err != nil {
@@ -195,11 +195,11 @@ func TestConcurrentSetCursorError(t *testing.T) {
 		if err := cc.Consume(t.Context(), &reflex.Event{ID: "2"}); !errors.Is(err, errTest) {
 			t.Fatalf("Consume = %v, want %v", err, errTest)
 		}
-		if err := cc.Reset(t.Context()); !errors.Is(err, errTest) {
+		if err := cc.ResetContext(t.Context()); !errors.Is(err, errTest) {
 			t.Fatalf("Reset with a failing store = %v, want %v", err, errTest)
 		}
 		failSet.Store(false)
-		if err := cc.Reset(t.Context()); err != nil {
+		if err := cc.ResetContext(t.Context()); err != nil {
 			t.Fatalf("Reset = %v", err)
 		}
 		if c := store.Cursor("conc"); c != "1" {
@@ -218,7 +218,7 @@ func TestConcurrentResetAndStop(t *testing.T) {
 	if err := cc.Stop(); err != nil { // before any use
 		t.Fatal(err)
 	}
-	if err := cc.Reset(t.Context()); err != nil {
+	if err := cc.ResetContext(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 3; i++ {
@@ -227,7 +227,7 @@ func TestConcurrentResetAndStop(t *testing.T) {
 		}
 	}
 	flushes := store.Flushes()
-	if err := cc.Reset(t.Context()); err != nil {
+	if err := cc.ResetContext(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if store.Flushes() != flushes+1 || store.Cursor("conc") != "3" {
@@ -282,8 +282,10 @@ func TestProgressNeverWritesBackwards(t *testing.T) {
 		reflex.Stopper
 	}
 	for name, build := range map[string]func(reflex.CursorStore, reflex.Consumer) lifeConsumer{
-		"concurrent": func(s reflex.CursorStore, c reflex.Consumer) lifeConsumer { return NewConcurrentConsumer(s, c, 2) },
-		"keyed":      func(s reflex.CursorStore, c reflex.Consumer) lifeConsumer { return NewKeyedConsumer(s, c, 2) },
+		"concurrent": func(s reflex.CursorStore, c reflex.Consumer) lifeConsumer {
+			return runCtxConsumer{NewConcurrentConsumer(s, c, 2)}
+		},
+		"keyed": func(s reflex.CursorStore, c reflex.Consumer) lifeConsumer { return NewKeyedConsumer(s, c, 2) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -330,6 +332,93 @@ func TestProgressNeverWritesBackwards(t *testing.T) {
 					return x - y
 				}) {
 					t.Errorf("cursor sets %v move backwards", sets)
+				}
+			})
+		})
+	}
+}
+
+// TestConcurrentReset: Reset() takes no context, as in luno/reflex: after
+// Reset the consumer processes events until Stop, which waits for the
+// workers (synctest fails if one is left) and writes the final cursor.
+func TestConcurrentReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := reflextest.NewCursorStore()
+		cc := NewConcurrentConsumer(store, reflex.NewConsumer("conc", (&recorder{}).fn), 8)
+		if err := cc.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 1000; i++ {
+			if err := cc.Consume(t.Context(), &reflex.Event{ID: strconv.Itoa(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cc.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if c := store.Cursor("conc"); c != "1000" {
+			t.Errorf("cursor = %q, want 1000", c)
+		}
+	})
+}
+
+// TestConcurrentInPlainSpec: a ConcurrentConsumer in a spec built with
+// reflex.NewSpec is reset by Run through Reset(); its goroutines live until
+// Stop, which ends them.
+func TestConcurrentInPlainSpec(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := reflextest.NewCursorStore()
+		cc := NewConcurrentConsumer(store, reflex.NewConsumer("conc", (&recorder{}).fn), 4)
+		spec := reflex.NewSpec(newLog(50).Stream, store, cc, reflex.WithStreamToHead())
+		runToHead(t, spec)
+		if err := spec.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if c := store.Cursor("conc"); c != "50" {
+			t.Errorf("cursor = %q, want 50", c)
+		}
+	})
+}
+
+// TestWorkersOwnedWithoutReset: a Consume before any Reset starts the
+// workers and the cursor loop; Stop ends them and waits (synctest fails
+// the test if a goroutine is left), for both pooled consumers.
+func TestWorkersOwnedWithoutReset(t *testing.T) {
+	for name, build := range map[string]func(reflex.CursorStore) interface {
+		reflex.Consumer
+		reflex.Stopper
+	}{
+		"concurrent": func(s reflex.CursorStore) interface {
+			reflex.Consumer
+			reflex.Stopper
+		} {
+			return NewConcurrentConsumer(s, reflex.NewConsumer("w", (&recorder{}).fn), 3)
+		},
+		"keyed": func(s reflex.CursorStore) interface {
+			reflex.Consumer
+			reflex.Stopper
+		} {
+			return NewKeyedConsumer(s, reflex.NewConsumer("w", (&recorder{}).fn), 3)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := reflextest.NewCursorStore()
+				c := build(store)
+				for i := 1; i <= 10; i++ {
+					if err := c.Consume(t.Context(), &reflex.Event{ID: strconv.Itoa(i), ForeignID: strconv.Itoa(i % 3)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				synctest.Wait()
+				if err := c.Stop(); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Stop(); err != nil {
+					t.Fatalf("second Stop = %v", err)
+				}
+				if got := store.Cursor("w"); got != "10" {
+					t.Errorf("cursor = %q, want 10", got)
 				}
 			})
 		})

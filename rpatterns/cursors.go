@@ -9,8 +9,14 @@ import (
 	"github.com/seed-e488ba2e/reflex"
 )
 
-// MemCursorOption configures a store built by MemCursorStore.
-type MemCursorOption func(*memCursorConfig)
+// MemOpt configures a store built by MemCursorStore. A nil MemOpt makes
+// MemCursorStore panic.
+type MemOpt func(*memCursorConfig)
+
+// MemCursorOption is MemOpt.
+//
+// Deprecated: Use MemOpt, the name luno/reflex uses.
+type MemCursorOption = MemOpt
 
 type memCursorConfig struct {
 	cursors map[string]string
@@ -18,13 +24,13 @@ type memCursorConfig struct {
 
 // WithMemCursor seeds the cursor of consumer name. Later options for the
 // same name win.
-func WithMemCursor(name, cursor string) MemCursorOption {
+func WithMemCursor(name, cursor string) MemOpt {
 	return func(c *memCursorConfig) { c.cursors[name] = cursor }
 }
 
 // WithMemCursorInt seeds the cursor of consumer name with the decimal form
 // of cursor. Later options for the same name win.
-func WithMemCursorInt(name string, cursor int64) MemCursorOption {
+func WithMemCursorInt(name string, cursor int64) MemOpt {
 	return WithMemCursor(name, strconv.FormatInt(cursor, 10))
 }
 
@@ -38,8 +44,11 @@ var _ reflex.CursorStore = (*MemCursors)(nil)
 
 // MemCursorStore returns an in-memory cursor store, seeded by opts
 // (WithMemCursor, WithMemCursorInt; by default it is empty). It is safe
-// for concurrent use; cursors are lost with the process.
-func MemCursorStore(opts ...MemCursorOption) *MemCursors {
+// for concurrent use; cursors are lost with the process. It panics if an
+// option is nil. It returns the concrete *MemCursors (luno/reflex returns
+// a reflex.CursorStore, which *MemCursors is).
+func MemCursorStore(opts ...MemOpt) *MemCursors {
+	mustOptions("MemCursorStore", "MemOpt", opts)
 	c := memCursorConfig{cursors: make(map[string]string)}
 	for _, o := range opts {
 		o(&c)

@@ -27,7 +27,7 @@ func (l *letters) insert(ctx context.Context, consumerName, eventID, errMsg stri
 }
 
 // TestDeadLetterArgumentOrder: the consumer name and event ID reach the
-// ErrorInsertFunc in its documented order (the reference swapped them).
+// ErrorInsertFunc in its documented order (luno/reflex swapped them).
 func TestDeadLetterArgumentOrder(t *testing.T) {
 	var l letters
 	c := NewDeadLetterConsumer("dl_consumer", 0, func(context.Context, *reflex.Event) error { return errTest }, l.insert)

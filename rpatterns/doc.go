@@ -15,27 +15,57 @@
 //     [NewKeyedConsumer] processes events concurrently but keeps the order of
 //     the events of each foreign ID. Both advance the cursor only past
 //     contiguous completed events ([GapSequence]).
-//   - [ConsumerShards], [ParallelConsumer], [ParallelSpecs], [Parallel] and
+//   - [ConsumerShards], [ParallelConsumer], [ParallelSpecs] and
 //     [RunParallel] split one stream between n consumers by hashing.
 //
 // Specs and running: [NewBootstrapSpec] starts new consumers at the head of
 // the stream; [RunForever] and [RunForeverCtx] run a spec again after every
-// error with backoff; [Await] waits for an event or a condition.
+// error, with a backoff that restarts after a run that made progress;
+// [Await] waits for an event or a condition.
 //
 // Streams and stores: [NewPoller] turns a polling function into a
 // [reflex.StreamFunc]; [MemCursorStore] and [ReadThroughCursorStore] are
 // cursor stores.
 //
-// Consumers that own goroutines ([BatchConsumer], [ConcurrentConsumer],
-// [KeyedConsumer]) start them in Reset, which [reflex.Run] calls at the
-// start of every run, and stop them when that run's context ends or when
-// Stop is called ([reflex.Spec.Stop]; [RunForever] calls it after every
-// run). Stop is idempotent and returns after the goroutines have exited.
+// # Goroutines and their owners
+//
+// Every goroutine this package starts, and what stops it:
+//
+//   - [BatchConsumer]: one goroutine that processes batches when their
+//     period is over (only with a batch period). Reset starts it; it ends
+//     with the context given to Reset (the run's), the next Reset or Stop.
+//     Owner: the BatchConsumer; Stop ([reflex.Spec.Stop]) waits for it.
+//   - [ConcurrentConsumer]: maxInFlight workers and one cursor loop that
+//     writes cursors. Reset, ResetContext or, if neither was called, the
+//     first Consume starts them (the last on a lifetime rooted in
+//     context.Background(), so that only Stop or a Reset ends it); they
+//     end with the context given to ResetContext (NewConcurrentSpec passes
+//     the run's), the next Reset or ResetContext, or Stop. Owner: the
+//     ConcurrentConsumer; Stop waits for them.
+//   - [KeyedConsumer]: its workers and one cursor loop, started and ended
+//     like those of ConcurrentConsumer (by Reset(ctx), the first Consume,
+//     or Stop). Owner: the KeyedConsumer; Stop waits for them.
+//   - [RunParallel]: one goroutine per spec, running [RunForeverCtx].
+//     Owner: the RunParallel call, which returns only after they have
+//     ended (when its context is done).
+//   - [Await]: one goroutine reading the stream and one calling pollFn.
+//     Await returns as soon as either answers (as in luno/reflex) and
+//     cancels the other, which ends on its own: the stream's when its Recv
+//     returns, the poll's when pollFn returns. Nothing waits for it.
+//   - [Parallel] and [ParallelAck] (deprecated): n goroutines running
+//     [RunForever]. Goroutine m ends when getCtx(m) returns a context that
+//     is done; nothing else stops it and nothing waits for it. Use
+//     [ParallelSpecs] with [RunParallel] instead.
+//
+// [RunForever], [RunForeverCtx] and the stream of [NewPoller] start no
+// goroutine (beyond the short-lived one of context.AfterFunc that cancels
+// a run's context when the parent context ends).
 //
 // Lock order, outer first: BatchConsumer.mu, then BatchConsumer.lifeMu;
-// ConcurrentConsumer.mu or KeyedConsumer.mu, then the cursor tracker's mu,
-// then GapSequence.mu.
+// the worker pool's mu (of a ConcurrentConsumer or KeyedConsumer), then the
+// cursor tracker's mu, then GapSequence's mu.
 //
-// Nothing in this package sleeps with time.Sleep: waits are timers selected
-// against the context, so tests can use testing/synctest.
+// Nothing in this package sleeps with time.Sleep: waits are timers
+// (internal/wait.Timer) selected against the context, so tests can use
+// testing/synctest.
 package rpatterns

@@ -27,7 +27,7 @@ import (
 )
 
 // openStrict returns a fresh database whose sessions use strict SQL mode,
-// where the reference's swapped dead-letter arguments failed.
+// where luno/reflex's swapped dead-letter arguments failed.
 func openStrict(t *testing.T) *sql.DB {
 	t.Helper()
 	_, dsn := dbtest.OpenDSN(t)

@@ -392,26 +392,26 @@ func ExampleRunParallel() {
 
 func ExampleParallel() {
 	const n = 2
-	shards := rpatterns.ConsumerShards("auditor", n, rpatterns.WithHashOption(rpatterns.HashOptionEventForeignID))
 	var mu sync.Mutex
-	byShard := make(map[string]int)
+	byConsumer := make(map[string]int)
 	ctx, cancel := context.WithCancel(context.Background())
 	all := make(chan struct{})
+	// Parallel shards the stream itself: consumer m sees only shard m.
 	rpatterns.Parallel(func(m int) context.Context { return ctx }, func(m int) reflex.Consumer {
-		return rpatterns.ParallelConsumer(shards[m], func(ctx context.Context, e *reflex.Event) error {
+		name := fmt.Sprintf("auditor_%d_of_%d", m+1, n)
+		return reflex.NewConsumer(name, func(ctx context.Context, e *reflex.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
-			byShard[shards[m].Name]++
-			if byShard[shards[0].Name]+byShard[shards[1].Name] == 6 {
+			if byConsumer[name]++; byConsumer["auditor_1_of_2"]+byConsumer["auditor_2_of_2"] == 6 {
 				close(all)
 			}
 			return nil
 		})
-	}, n, orders(6).Stream, rpatterns.MemCursorStore())
+	}, n, orders(6).Stream, rpatterns.MemCursorStore(), rpatterns.WithHashOption(rpatterns.HashOptionEventForeignID))
 	<-all
 	cancel() // the goroutines return once their context is done
 	mu.Lock()
-	fmt.Println(byShard["auditor_1_of_2"] + byShard["auditor_2_of_2"])
+	fmt.Println(byConsumer["auditor_1_of_2"] + byConsumer["auditor_2_of_2"])
 	mu.Unlock()
 	// Output:
 	// 6

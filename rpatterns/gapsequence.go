@@ -14,10 +14,16 @@ import (
 // ID sequence) do not hold it back. CurrentMax is 0 initially and never
 // decreases.
 //
-// A GapSequence is safe for concurrent use. The zero value is not usable;
-// call NewGapSequence. Doing is cheapest when values arrive in increasing
-// order; Done costs O(log n) in the number of pending values.
+// A GapSequence is safe for concurrent use. Build it with NewGapSequence
+// (the zero value is not usable). It refers to its state, so copies of a
+// GapSequence share it (as in luno/reflex, CurrentMax has a value
+// receiver). Doing is cheapest when values arrive in increasing order;
+// Done costs O(log n) in the number of pending values.
 type GapSequence struct {
+	s *gapState
+}
+
+type gapState struct {
 	mu      sync.Mutex // protects the following fields
 	pending []gapEntry // sorted by v; pending[head:] are live
 	head    int
@@ -31,12 +37,13 @@ type gapEntry struct {
 
 // NewGapSequence returns an empty GapSequence.
 func NewGapSequence() *GapSequence {
-	return &GapSequence{}
+	return &GapSequence{s: new(gapState)}
 }
 
 // Doing marks v as being processed. Marking a value already pending has no
 // effect.
-func (s *GapSequence) Doing(v int64) {
+func (g *GapSequence) Doing(v int64) {
+	s := g.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	live := s.pending[s.head:]
@@ -53,7 +60,8 @@ func (s *GapSequence) Doing(v int64) {
 
 // Done marks v as processed. Done of a value that is not pending (never
 // marked doing, or already done) has no effect.
-func (s *GapSequence) Done(v int64) {
+func (g *GapSequence) Done(v int64) {
+	s := g.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	live := s.pending[s.head:]
@@ -74,7 +82,7 @@ func (s *GapSequence) Done(v int64) {
 
 // compactLocked releases the space of consumed entries once they make up
 // at least half of the slice.
-func (s *GapSequence) compactLocked() {
+func (s *gapState) compactLocked() {
 	if s.head == len(s.pending) {
 		s.pending = s.pending[:0]
 		s.head = 0
@@ -89,7 +97,8 @@ func (s *GapSequence) compactLocked() {
 
 // CurrentMax returns the largest done value such that every value marked
 // doing up to it is done, or 0 if there is none yet.
-func (s *GapSequence) CurrentMax() int64 {
+func (g GapSequence) CurrentMax() int64 {
+	s := g.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.max
@@ -97,7 +106,8 @@ func (s *GapSequence) CurrentMax() int64 {
 
 // pendingLen returns the number of values marked doing and not yet
 // accounted for by CurrentMax.
-func (s *GapSequence) pendingLen() int {
+func (g *GapSequence) pendingLen() int {
+	s := g.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pending) - s.head

@@ -128,3 +128,21 @@ func BenchmarkGapSequence(b *testing.B) {
 	}
 	b.ReportAllocs()
 }
+
+// TestGapSequenceValue: CurrentMax has a value receiver (as in
+// luno/reflex), and a copy of a GapSequence shares its state.
+func TestGapSequenceValue(t *testing.T) {
+	s := NewGapSequence()
+	s.Doing(1)
+	s.Doing(2)
+	cp := *s
+	s.Done(1)
+	current := GapSequence.CurrentMax
+	if got := current(cp); got != 1 {
+		t.Errorf("CurrentMax of a copy = %d, want 1", got)
+	}
+	cp.Done(2)
+	if got := s.CurrentMax(); got != 2 {
+		t.Errorf("CurrentMax after Done on the copy = %d, want 2", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/internal/testguard"
 	"github.com/seed-e488ba2e/reflex/reflextest"
 )
 
@@ -73,24 +74,16 @@ func TestKeyedConsumerOrder(t *testing.T) {
 	oc.check(t, n)
 }
 
-// waitCursor polls until the cursor reaches want, failing after a
-// generous deadline.
+// waitCursor polls until the cursor reaches want, failing if it stops
+// moving for a minute (a bound on progress, not on the work's length).
 func waitCursor(t *testing.T, store *reflextest.CursorStore, name string, want int64) {
 	t.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
+	err := testguard.Poll(time.Minute, time.Millisecond, "cursor of "+name, func() (int64, bool, error) {
 		c, _ := strconv.ParseInt(store.Cursor(name), 10, 64)
-		if c >= want {
-			return
-		}
-		select {
-		case <-deadline.C:
-			t.Fatalf("cursor %d never reached %d", c, want)
-		case <-tick.C:
-		}
+		return c, c >= want, nil
+	})
+	if err != nil {
+		t.Fatalf("cursor never reached %d: %v", want, err)
 	}
 }
 

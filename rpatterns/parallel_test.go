@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -38,7 +39,7 @@ func shardOf(t *testing.T, shards []ConsumerShard, e *reflex.Event) int {
 	return found
 }
 
-// TestShardVectors are the reference library's shard assignments.
+// TestShardVectors are luno/reflex's shard assignments.
 func TestShardVectors(t *testing.T) {
 	hello := func(*reflex.Event) ([]byte, error) { return []byte("Hello, World"), nil }
 	tests := []struct {
@@ -218,7 +219,7 @@ func TestParallelAckConsumer(t *testing.T) {
 			seen.add(e.ID)
 			return e.Ack(ctx)
 		})
-		runToHead(t, NewAckSpec(newLog(30).Stream, ac, reflex.WithStreamToHead()))
+		runToHead(t, NewAckSpec(newLog(30).Stream, ac.(*AckConsumer), reflex.WithStreamToHead()))
 		for _, id := range seen.got() {
 			if ok, _ := s.GetFilter()(&reflex.Event{ID: id}); !ok {
 				t.Errorf("shard %s saw event %s of another shard", s.Name, id)
@@ -268,11 +269,11 @@ func TestParallelAck(t *testing.T) {
 		shards := ConsumerShards("pack", n)
 		var seen recorder
 		ctx, cancel := context.WithCancel(t.Context())
-		ParallelAck(func(int) context.Context { return ctx }, func(m int) *AckConsumer {
-			return ParallelAckConsumer(shards[m], store, func(ctx context.Context, e *AckEvent) error {
+		ParallelAck(func(int) context.Context { return ctx }, func(m int) AckConsumer {
+			return *ParallelAckConsumer(shards[m], store, func(ctx context.Context, e *AckEvent) error {
 				seen.add(e.ID)
 				return e.Ack(ctx)
-			})
+			}).(*AckConsumer)
 		}, n, newLog(20).Stream)
 		synctest.Wait()
 		if got := sortedInts(seen.got()); !slices.Equal(got, ids(1, 20)) {
@@ -308,5 +309,114 @@ func BenchmarkShardFilter(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _ = f(e)
+	}
+}
+
+// shardCase is a shard assignment of luno/reflex's Parallel tests: with 4
+// consumers, the key each consumer sees (event ID, foreign ID or type).
+type shardCase struct {
+	name   string
+	events []reflex.Event
+	opt    ParallelOption
+	key    func(*reflex.Event) string
+	want   map[string][]string // consumer name -> keys, in stream order
+}
+
+func shardCases() []shardCase {
+	byID := func(e *reflex.Event) string { return e.ID }
+	byFID := func(e *reflex.Event) string { return e.ForeignID }
+	byType := func(e *reflex.Event) string { return strconv.Itoa(e.Type.ReflexType()) }
+	var withIDs, withFIDs, withTypes []reflex.Event
+	for i := range 4 {
+		withIDs = append(withIDs, reflex.Event{ID: strconv.Itoa(i), Type: testType(0)})
+	}
+	for _, fid := range []string{"124566", "123412455", "123", "2342", "2304", "140054"} {
+		withFIDs = append(withFIDs, reflex.Event{ForeignID: fid, Type: testType(0)})
+	}
+	for _, typ := range []int{1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3} {
+		withTypes = append(withTypes, reflex.Event{Type: testType(typ)})
+	}
+	ids := map[string][]string{"p_1_of_4": {"3"}, "p_2_of_4": {"2"}, "p_3_of_4": {"1"}, "p_4_of_4": {"0"}}
+	fids := map[string][]string{"p_1_of_4": {"2304"}, "p_2_of_4": {"124566", "140054"}, "p_3_of_4": {"123412455", "2342"}, "p_4_of_4": {"123"}}
+	types := map[string][]string{"p_1_of_4": {"3", "3", "3", "3", "3"}, "p_2_of_4": {"2", "2", "2", "2"}, "p_3_of_4": {"1", "1", "1"}}
+	hashOf := func(key func(*reflex.Event) string) ParallelOption {
+		return WithHashFn(func(e *reflex.Event) ([]byte, error) { return []byte(key(e)), nil })
+	}
+	return []shardCase{
+		{"event ID", withIDs, WithHashOption(HashOptionEventID), byID, ids},
+		{"foreign ID", withFIDs, WithHashOption(HashOptionEventForeignID), byFID, fids},
+		{"type", withTypes, WithHashOption(HashOptionEventType), byType, types},
+		{"hash fn of ID", withIDs, hashOf(byID), byID, ids},
+		{"hash fn of foreign ID", withFIDs, hashOf(byFID), byFID, fids},
+		{"hash fn of type", withTypes, hashOf(byType), byType, types},
+	}
+}
+
+// TestParallelShards: Parallel's goroutine m sees only shard m, so with
+// n = 4 each event is processed exactly once, by the consumer of its shard
+// (the assignments of luno/reflex's Parallel tests).
+func TestParallelShards(t *testing.T) {
+	for _, tc := range shardCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				log := reflextest.NewLog()
+				log.Append(tc.events...)
+				var mu sync.Mutex
+				got := make(map[string][]string)
+				ctx, cancel := context.WithCancel(t.Context())
+				Parallel(func(int) context.Context { return ctx }, func(m int) reflex.Consumer {
+					name := fmt.Sprintf("p_%d_of_4", m+1)
+					return reflex.NewConsumer(name, func(ctx context.Context, e *reflex.Event) error {
+						mu.Lock()
+						defer mu.Unlock()
+						got[name] = append(got[name], tc.key(e))
+						return nil
+					})
+				}, 4, log.Stream, reflextest.NewCursorStore(), tc.opt)
+				synctest.Wait()
+				cancel()
+				synctest.Wait()
+				if !maps.EqualFunc(got, tc.want, slices.Equal) {
+					t.Errorf("keys per consumer = %v, want %v", got, tc.want)
+				}
+			})
+		})
+	}
+}
+
+// TestParallelAckShards: ParallelAck's goroutine m sees only shard m; the
+// consumers keep their names and cursor store.
+func TestParallelAckShards(t *testing.T) {
+	for _, tc := range shardCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				log := reflextest.NewLog()
+				log.Append(tc.events...)
+				store := reflextest.NewCursorStore()
+				var mu sync.Mutex
+				got := make(map[string][]string)
+				ctx, cancel := context.WithCancel(t.Context())
+				ParallelAck(func(int) context.Context { return ctx }, func(m int) AckConsumer {
+					name := fmt.Sprintf("p_%d_of_4", m+1)
+					return *NewAckConsumer(name, store, func(ctx context.Context, e *AckEvent) error {
+						mu.Lock()
+						got[name] = append(got[name], tc.key(&e.Event))
+						mu.Unlock()
+						return e.Ack(ctx)
+					})
+				}, 4, log.Stream, tc.opt)
+				synctest.Wait()
+				cancel()
+				synctest.Wait()
+				if !maps.EqualFunc(got, tc.want, slices.Equal) {
+					t.Errorf("keys per consumer = %v, want %v", got, tc.want)
+				}
+				for name, keys := range tc.want {
+					if sets := store.Sets(name); len(sets) != len(keys) {
+						t.Errorf("consumer %s acked %q, want %d events", name, sets, len(keys))
+					}
+				}
+			})
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
 // defaultPollBackoff is the wait between polls that return no events.
@@ -16,41 +17,55 @@ const defaultPollBackoff = time.Minute
 // receives the options of the stream being read.
 type PollFunc func(ctx context.Context, after string, opts ...reflex.StreamOption) ([]reflex.Event, error)
 
-// PollerOption configures a Poller.
-type PollerOption func(*pollerConfig)
-
-type pollerConfig struct {
-	backoff time.Duration
-}
+// PollerOption configures the Poller that NewPoller returns. It is an alias
+// of the function type, as luno/reflex's options are plain func(*Poller).
+type PollerOption = func(*Poller)
 
 // WithPollBackoff sets the wait between polls that return no events
 // (default 1 minute). NewPoller panics if d is not positive.
-func WithPollBackoff(d time.Duration) PollerOption {
-	return func(c *pollerConfig) { c.backoff = d }
+func WithPollBackoff(d time.Duration) func(*Poller) {
+	return func(p *Poller) { p.backoff = d }
+}
+
+// WithSleep makes the Poller wait between polls that return no events by
+// receiving from sleep(backoff) (or until the stream's context is done)
+// instead of with a timer, so a test can control the waits. The first
+// argument is not used: it accepts the *testing.T that luno/reflex
+// required (any value with a Helper method, or nil). A nil sleep is
+// ignored. Tests of this module use testing/synctest instead.
+func WithSleep(_ interface{ Helper() }, sleep func(d time.Duration) <-chan time.Time) func(*Poller) {
+	return func(p *Poller) {
+		if sleep != nil {
+			p.sleep = sleep
+		}
+	}
 }
 
 // Poller turns a PollFunc, such as a paged API call, into a stream; see
-// NewPoller.
+// NewPoller. A Poller is a value: copies share nothing but the poll
+// function.
 type Poller struct {
 	poll    PollFunc
 	backoff time.Duration
+	sleep   func(time.Duration) <-chan time.Time // nil: a timer
 }
 
 // NewPoller returns a Poller that streams the events pollFn returns. It
-// panics if pollFn is nil or WithPollBackoff is not positive, programming
-// errors.
-func NewPoller(pollFn PollFunc, opts ...PollerOption) *Poller {
+// panics if pollFn or an option is nil, or if WithPollBackoff is not
+// positive, programming errors.
+func NewPoller(pollFn PollFunc, opts ...func(*Poller)) Poller {
 	if pollFn == nil {
 		panic("rpatterns: NewPoller: nil poll function")
 	}
-	c := pollerConfig{backoff: defaultPollBackoff}
+	mustOptions("NewPoller", "option", opts)
+	p := Poller{poll: pollFn, backoff: defaultPollBackoff}
 	for _, o := range opts {
-		o(&c)
+		o(&p)
 	}
-	if c.backoff <= 0 {
-		panic(fmt.Sprintf("rpatterns: NewPoller: poll backoff is %v, must be positive", c.backoff))
+	if p.backoff <= 0 {
+		panic(fmt.Sprintf("rpatterns: NewPoller: poll backoff is %v, must be positive", p.backoff))
 	}
-	return &Poller{poll: pollFn, backoff: c.backoff}
+	return p
 }
 
 // Stream is a reflex.StreamFunc. Its client's Recv returns the polled events
@@ -59,8 +74,9 @@ func NewPoller(pollFn PollFunc, opts ...PollerOption) *Poller {
 // return nothing. Stream options are passed to the poll function; with
 // WithStreamToHead an empty poll makes Recv return reflex.ErrHeadReached
 // instead of waiting. Recv returns the poll function's error, or ctx.Err()
-// once ctx is done. The client implements reflex.Buffered.
-func (p *Poller) Stream(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
+// once ctx is done. Stream is safe for concurrent use; each client is used
+// by one goroutine at a time. The client implements reflex.Buffered.
+func (p Poller) Stream(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
 	return &pollClient{
 		ctx:    ctx,
 		p:      p,
@@ -72,12 +88,12 @@ func (p *Poller) Stream(ctx context.Context, after string, opts ...reflex.Stream
 
 type pollClient struct {
 	ctx    context.Context
-	p      *Poller
+	p      Poller
 	after  string
 	opts   []reflex.StreamOption
 	toHead bool
 	buf    []reflex.Event
-	timer  *time.Timer
+	timer  wait.Timer
 }
 
 var _ reflex.Buffered = (*pollClient)(nil)
@@ -108,17 +124,15 @@ func (c *pollClient) Recv() (*reflex.Event, error) {
 	return e, nil
 }
 
+// wait waits the backoff, or until the stream's context is done.
 func (c *pollClient) wait() error {
-	if c.timer == nil {
-		c.timer = time.NewTimer(c.p.backoff)
-	} else {
-		c.timer.Reset(c.p.backoff)
+	if c.p.sleep == nil {
+		return c.timer.Sleep(c.ctx, c.p.backoff)
 	}
 	select {
 	case <-c.ctx.Done():
-		c.timer.Stop()
 		return c.ctx.Err()
-	case <-c.timer.C:
+	case <-c.p.sleep(c.p.backoff):
 		return nil
 	}
 }

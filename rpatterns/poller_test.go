@@ -76,9 +76,9 @@ func TestPollerPages(t *testing.T) {
 func TestPollerBackoff(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		opts []PollerOption
+		opts []func(*Poller)
 		want time.Duration
-	}{{"default", nil, time.Minute}, {"custom", []PollerOption{WithPollBackoff(5 * time.Second)}, 5 * time.Second}} {
+	}{{"default", nil, time.Minute}, {"custom", []func(*Poller){WithPollBackoff(5 * time.Second)}, 5 * time.Second}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				p := &pager{n: 0, size: 10}
@@ -159,4 +159,61 @@ func TestPollerBuffered(t *testing.T) {
 	if n := cl.(reflex.Buffered).Buffered(); n != 2 {
 		t.Errorf("Buffered = %d, want 2", n)
 	}
+}
+
+// gate is an injected sleep (WithSleep): it records the durations asked for
+// and returns a channel that the test closes to end the wait.
+type gate struct {
+	mu   sync.Mutex // protects the following fields
+	ch   chan time.Time
+	asks []time.Duration
+}
+
+func (g *gate) sleep(d time.Duration) <-chan time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.asks = append(g.asks, d)
+	return g.ch
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.ch)
+	g.ch = make(chan time.Time)
+}
+
+// TestPollerWithSleep: an injected sleep replaces the timer between empty
+// polls (a *testing.T is accepted as the first argument, as luno/reflex
+// required, and nil too).
+func TestPollerWithSleep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &gate{ch: make(chan time.Time)}
+		p := &pager{n: 0, size: 10}
+		poller := NewPoller(p.poll, WithPollBackoff(time.Hour), WithSleep(t, g.sleep), WithSleep(nil, nil))
+		cl, err := poller.Stream(t.Context(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := make(chan *reflex.Event, 1)
+		go func() {
+			e, _ := cl.Recv()
+			res <- e
+		}()
+		synctest.Wait() // polled once, waiting on the gate
+		p.mu.Lock()
+		p.n = 1
+		p.mu.Unlock()
+		start := time.Now()
+		g.open()
+		if e := <-res; e == nil || e.ID != "1" {
+			t.Fatalf("Recv = %v, want event 1", e)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Recv returned %v after the gate opened, want at once (no timer)", d)
+		}
+		if want := []time.Duration{time.Hour}; !slices.Equal(g.asks, want) {
+			t.Errorf("sleep asked for %v, want %v", g.asks, want)
+		}
+	})
 }

@@ -8,21 +8,27 @@ import (
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/internal/metrics"
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
-// Delays between the runs of RunForever and RunForeverCtx. Each delay is
-// jittered to a random value between half and all of it, so that many
-// consumers failing together do not retry together.
+// The waits between the runs of RunForever, RunForeverCtx and RunParallel
+// (see RunForever). Each wait is jittered to a random duration in
+// (d/2, d], so that consumers failing together do not retry together.
 const (
 	// expectedErrDelay follows a run that ended with an expected error
 	// (reflex.IsExpected), such as a stopped server.
 	expectedErrDelay = 100 * time.Millisecond
-	// minErrDelay follows the first of consecutive runs that ended with
-	// another error; the delay doubles after each further one ...
+	// minErrDelay follows a failed run when the runs before it made
+	// progress; it doubles for each run in a row that failed without.
 	minErrDelay = time.Second
-	// maxErrDelay ... up to this. A run that lasted at least this long
-	// restarts the doubling.
+	// maxErrDelay caps the doubling, and follows a permanent error
+	// (reflex.ErrInvalidCursor). A run that lasted at least this long
+	// counts as having made progress.
 	maxErrDelay = time.Minute
+	// maxDoublings is the number of failures in a row after which the wait
+	// is maxErrDelay: minErrDelay<<maxDoublings >= maxErrDelay.
+	maxDoublings = 6
 )
 
 // randFloat64 returns a number in [0, 1) for jitter; tests replace it.
@@ -32,10 +38,23 @@ var randFloat64 = rand.Float64
 var errStopRunning = errors.New("rpatterns: run forever: context done")
 
 // RunForever runs spec with reflex.Run again and again, calling spec.Stop
-// after every run and waiting between runs: about 100ms after an expected
-// error (reflex.IsExpected), and after other errors 1s, doubling with each
-// consecutive failure up to 1 minute (each delay randomly shortened by up
-// to half).
+// after every run. It blocks until getCtx returns a context that is done,
+// and waits between runs:
+//
+//   - 100ms after an expected error (reflex.IsExpected), such as a stopped
+//     server;
+//   - 1 minute after an error wrapping reflex.ErrInvalidCursor, a
+//     permanent error;
+//   - after any other error, 1s, doubled for each run in a row before it
+//     that failed without making progress (2s, 4s, ...), up to 1 minute.
+//
+// A run made progress if it consumed at least one event, or lasted at
+// least 1 minute. So a run that made progress and then failed is retried
+// after 1s, whatever failed before it; a run that fails at once again and
+// again is retried after 1s, 2s, 4s, ... and never in a tight loop. (A
+// permanent error counts as the longest run of failures.) Each wait is
+// randomly shortened by up to half (jitter), so that consumers failing
+// together do not retry together.
 //
 // Each run uses a context from getCtx, which may block (for example until
 // this process holds a lease, returning a context that ends with it). When
@@ -71,8 +90,11 @@ func RunForeverCtx(ctx context.Context, getCtx func(ctx context.Context) (contex
 }
 
 func runForever(ctx context.Context, getCtx func(context.Context) (context.Context, error), spec reflex.Spec) error {
-	failures := 0
-	var timer *time.Timer
+	var (
+		b     backoff
+		timer wait.Timer
+	)
+	defer timer.Stop()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -89,29 +111,13 @@ func runForever(ctx context.Context, getCtx func(context.Context) (context.Conte
 		}
 		runCtx, cancel := context.WithCancel(runCtx)
 		stop := context.AfterFunc(ctx, cancel)
-
-		var d time.Duration
-		wait := runCtx.Done()
 		if runCtx.Err() != nil {
 			// getCtx returned a context that is done already: do not run,
 			// and wait (until ctx ends) before asking again, so that a
 			// getCtx that keeps doing so does not make this loop spin.
-			d, wait = expectedErrDelay, ctx.Done()
-		} else {
-			d = runOnce(runCtx, spec, &failures)
-		}
-		if d > 0 {
-			d = jitter(d)
-			if timer == nil {
-				timer = time.NewTimer(d)
-				defer timer.Stop()
-			} else {
-				timer.Reset(d)
-			}
-			select {
-			case <-wait:
-			case <-timer.C:
-			}
+			_ = timer.Sleep(ctx, jitter(expectedErrDelay))
+		} else if d := runOnce(runCtx, spec, &b); d > 0 {
+			_ = timer.Sleep(runCtx, jitter(d))
 		}
 		stop()
 		cancel()
@@ -119,23 +125,38 @@ func runForever(ctx context.Context, getCtx func(context.Context) (context.Conte
 }
 
 // runOnce runs spec, stops it and returns how long to wait before the next
-// run, counting consecutive failures in failures.
-func runOnce(runCtx context.Context, spec reflex.Spec, failures *int) time.Duration {
+// run: none if runCtx is done.
+func runOnce(runCtx context.Context, spec reflex.Spec, b *backoff) time.Duration {
+	var p metrics.RunProgress
 	start := time.Now()
-	err := reflex.Run(runCtx, spec)
+	err := reflex.Run(metrics.WithRunProgress(runCtx, &p), spec)
 	_ = spec.Stop()
-
-	switch {
-	case runCtx.Err() != nil:
+	if runCtx.Err() != nil {
 		return 0 // cancelled: no wait, go back to getCtx (and ctx)
+	}
+	return b.next(err, p.HasConsumed() || time.Since(start) >= maxErrDelay)
+}
+
+// backoff counts the runs in a row that failed without progress.
+type backoff struct {
+	failures int
+}
+
+// next returns the wait after a run that ended with err, and that made
+// progress if progressed (see RunForever).
+func (b *backoff) next(err error, progressed bool) time.Duration {
+	if progressed {
+		b.failures = 0
+	}
+	switch {
 	case reflex.IsExpected(err):
 		return expectedErrDelay
+	case errors.Is(err, reflex.ErrInvalidCursor):
+		b.failures = maxDoublings
+		return maxErrDelay
 	}
-	if time.Since(start) >= maxErrDelay {
-		*failures = 0
-	}
-	d := min(minErrDelay<<min(*failures, 16), maxErrDelay)
-	*failures++
+	d := min(minErrDelay<<b.failures, maxErrDelay)
+	b.failures = min(b.failures+1, maxDoublings)
 	return d
 }
 

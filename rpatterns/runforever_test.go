@@ -3,6 +3,7 @@ package rpatterns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/internal/metrics"
 	"github.com/seed-e488ba2e/reflex/reflextest"
 )
 
@@ -244,4 +246,185 @@ func TestRunForeverCtxDoneRunContext(t *testing.T) {
 			t.Errorf("%d runs with a done context took %v, want at least %v", calls, d, min)
 		}
 	})
+}
+
+// progressStore is a cursor store that marks the run's progress on each
+// cursor set, as reflex.Run does (see metrics.RunProgress): it stands in
+// for Run in the tests of RunForever's backoff after progress.
+type progressStore struct {
+	*reflextest.CursorStore
+}
+
+func (s progressStore) SetCursor(ctx context.Context, name, cursor string) error {
+	metrics.RunProgressFrom(ctx).Consumed()
+	return s.CursorStore.SetCursor(ctx, name, cursor)
+}
+
+// runsWithProgress returns the delays between the runs of a spec whose
+// run k consumes progress[k] events (then fails with errTest) and which,
+// after the runs described by progress, keeps failing at once.
+func runsWithProgress(t *testing.T, progress []int) []time.Duration {
+	t.Helper()
+	log := newLog(1000)
+	var (
+		mu     sync.Mutex
+		run    = -1
+		inRun  int
+		starts []time.Duration
+	)
+	begin := time.Now()
+	c := &resetHook{Consumer: reflex.NewConsumer("rf", func(context.Context, *reflex.Event) error { return nil }), reset: func() {
+		mu.Lock()
+		defer mu.Unlock()
+		run++
+		inRun = 0
+		starts = append(starts, time.Since(begin))
+	}}
+	log.SetRecvHook(func(context.Context, *reflex.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if run < len(progress) && inRun < progress[run] {
+			inRun++
+			return nil
+		}
+		return errTest
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	res := make(chan error, 1)
+	go func() {
+		res <- RunForeverCtx(ctx, nil, reflex.NewSpec(log.Stream, progressStore{reflextest.NewCursorStore()}, c))
+	}()
+	for {
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		mu.Lock()
+		n := len(starts)
+		mu.Unlock()
+		if n > len(progress)+3 {
+			break
+		}
+	}
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("RunForeverCtx = %v, want context.Canceled", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return gaps(starts)
+}
+
+// resetHook calls reset at the start of each run.
+type resetHook struct {
+	reflex.Consumer
+	reset func()
+}
+
+func (c *resetHook) Reset(context.Context) error { c.reset(); return nil }
+
+// TestRunForeverProgressResetsBackoff: a run that consumed an event and
+// then failed is retried after the base backoff (1s), every time; each run
+// in a row that fails at once doubles the wait.
+func TestRunForeverProgressResetsBackoff(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name     string
+		progress []int // events consumed by each run before it fails
+		want     []time.Duration
+	}{
+		{"progress every run", []int{2, 1, 3, 1, 5}, []time.Duration{s, s, s, s, s, 2 * s, 4 * s}},
+		{"at once, then progress", []int{0, 0, 0, 1, 0, 0, 2}, []time.Duration{s, 2 * s, 4 * s, s, 2 * s, 4 * s, s, 2 * s, 4 * s}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				setRand(t, 0)
+				if got := runsWithProgress(t, tc.progress)[:len(tc.want)]; !slices.Equal(got, tc.want) {
+					t.Errorf("delays between runs = %v, want %v", got, tc.want)
+				}
+			})
+		})
+	}
+}
+
+// TestRunForeverJitterBounds: with random jitter, the wait after the k-th
+// run in a row that failed at once lies in (d/2, d] for
+// d = min(1s<<k, 1 minute).
+func TestRunForeverJitterBounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &runCounter{name: "rf", err: errTest, begin: time.Now()}
+		ctx, cancel := context.WithCancel(t.Context())
+		res := make(chan error, 1)
+		go func() {
+			res <- RunForeverCtx(ctx, nil, reflex.NewSpec(newLog(1).Stream, reflextest.NewCursorStore(), c))
+		}()
+		const runs = 12
+		for len(c.runs()) <= runs {
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		cancel()
+		<-res
+		for k, g := range gaps(c.runs())[:runs] {
+			d := min(time.Second<<k, time.Minute)
+			if g <= d/2 || g > d {
+				t.Errorf("wait %d = %v, want in (%v, %v]", k, g, d/2, d)
+			}
+		}
+	})
+}
+
+// TestRunForeverInvalidCursor: a permanent error (wrapping
+// reflex.ErrInvalidCursor) waits the longest backoff at once, every time.
+func TestRunForeverInvalidCursor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		setRand(t, 0)
+		c := &runCounter{name: "rf", begin: time.Now()}
+		stream := func(context.Context, string, ...reflex.StreamOption) (reflex.StreamClient, error) {
+			return nil, fmt.Errorf("source: cursor %q: %w", "x", reflex.ErrInvalidCursor)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		res := make(chan error, 1)
+		go func() { res <- RunForeverCtx(ctx, nil, reflex.NewSpec(stream, reflextest.NewCursorStore(), c)) }()
+		for len(c.runs()) < 4 {
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		cancel()
+		<-res
+		want := []time.Duration{time.Minute, time.Minute, time.Minute}
+		if got := gaps(c.runs())[:3]; !slices.Equal(got, want) {
+			t.Errorf("delays between runs = %v, want %v", got, want)
+		}
+	})
+}
+
+// TestBackoffPolicy pins the waits of the policy RunForever documents.
+func TestBackoffPolicy(t *testing.T) {
+	s := time.Second
+	var b backoff
+	steps := []struct {
+		err        error
+		progressed bool
+		want       time.Duration
+	}{
+		{errTest, false, s},
+		{errTest, false, 2 * s},
+		{reflex.ErrStopped, false, 100 * time.Millisecond},
+		{errTest, false, 4 * s},
+		{errTest, true, s},
+		{errTest, false, 2 * s},
+		{fmt.Errorf("x: %w", reflex.ErrInvalidCursor), false, time.Minute},
+		{errTest, false, time.Minute},
+		{context.Canceled, true, 100 * time.Millisecond},
+		{errTest, false, s},
+		{errTest, false, 2 * s},
+	}
+	for i, st := range steps {
+		if got := b.next(st.err, st.progressed); got != st.want {
+			t.Errorf("step %d: next(%v, %v) = %v, want %v", i, st.err, st.progressed, got, st.want)
+		}
+	}
+	if minErrDelay<<maxDoublings < maxErrDelay {
+		t.Errorf("maxDoublings %d does not reach the maximum delay", maxDoublings)
+	}
 }
