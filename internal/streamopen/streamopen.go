@@ -10,20 +10,19 @@
 //	}
 //	c := &client{life: o.Life, opts: o.Options, cursor: o.Cursor}
 //
-// A client built on a Life obeys the rule every stream client of this
-// module obeys: after Close, Recv returns at once an error for which
-// errors.Is(err, context.Canceled) is true; Close is idempotent, safe for
-// concurrent use, and returns nil.
+// A client built on the returned life.Life obeys the rule every stream
+// client of this module obeys (see package life): its Recv returns
+// Life.Err() first, and its Close calls Life.Close.
 package streamopen
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/bounded"
+	"github.com/seed-e488ba2e/reflex/internal/life"
 )
 
 // maxMessage bounds the message of the errors Open returns, whatever the
@@ -41,7 +40,7 @@ type Opened[C any] struct {
 	Cursor    C
 	HasCursor bool
 	// Life is the client's lifetime, a child of the caller's context.
-	Life *Life
+	Life *life.Life
 }
 
 // Open resolves a stream's options and cursor for a StreamFunc of package
@@ -68,7 +67,7 @@ func Open[C any](ctx context.Context, pkg, after string, opts []reflex.StreamOpt
 		}
 		o.Cursor, o.HasCursor = c, true
 	}
-	o.Life = NewLife(ctx)
+	o.Life = life.New(ctx)
 	return o, nil
 }
 
@@ -126,42 +125,4 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// Life is the lifetime of one stream client: a context derived from the
-// caller's, ended by Close or by the caller. It is safe for concurrent
-// use.
-type Life struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	closed atomic.Bool
-}
-
-// NewLife returns a Life whose context is a child of parent.
-func NewLife(parent context.Context) *Life {
-	ctx, cancel := context.WithCancel(parent)
-	return &Life{ctx: ctx, cancel: cancel}
-}
-
-// Context returns the client's context: pass it to everything Recv waits
-// on.
-func (l *Life) Context() context.Context { return l.ctx }
-
-// Err returns nil while the client lives, context.Canceled once Close has
-// been called (even if the caller's context ended first), and otherwise
-// the error of the caller's context once it is done. Recv returns it
-// first, and again when a wait ends early.
-func (l *Life) Err() error {
-	if l.closed.Load() {
-		return context.Canceled
-	}
-	return l.ctx.Err()
-}
-
-// Close ends the client's context. It is idempotent, safe for concurrent
-// use, and returns nil.
-func (l *Life) Close() error {
-	l.closed.Store(true)
-	l.cancel()
-	return nil
 }

@@ -1,10 +1,8 @@
 package streamopen
 
 import (
-	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -111,36 +109,5 @@ func TestOpenErrors(t *testing.T) {
 	if !errors.Is(err, errLong) || !errors.Is(err, reflex.ErrInvalidCursor) || len(err.Error()) > maxMessage {
 		t.Errorf("Open with a long parse error = %d bytes, errors.Is = %v; want both sentinels and at most %d bytes",
 			len(err.Error()), errors.Is(err, errLong), maxMessage)
-	}
-}
-
-func TestLife(t *testing.T) {
-	parent, cancelParent := context.WithTimeout(t.Context(), time.Hour)
-	l := NewLife(parent)
-	if l.Err() != nil {
-		t.Fatalf("Err of a live client = %v", l.Err())
-	}
-	cancelParent()
-	if err := l.Err(); !errors.Is(err, context.Canceled) {
-		t.Errorf("Err after the caller cancelled = %v", err)
-	}
-
-	dl, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
-	defer cancel()
-	l = NewLife(dl)
-	if err := l.Err(); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Err after the caller's deadline = %v", err)
-	}
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			if err := l.Close(); err != nil {
-				t.Errorf("Close = %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := l.Err(); !errors.Is(err, context.Canceled) {
-		t.Errorf("Err after Close = %v, want context.Canceled even after the deadline", err)
 	}
 }
