@@ -141,6 +141,9 @@ func (l *Log) Stream(ctx context.Context, after string, opts ...reflex.StreamOpt
 	}
 	c := &logClient{life: o.Life, log: l, opts: o.Options}
 	c.unlink = context.AfterFunc(l.ctx, func() { _ = o.Life.Close() })
+	if l.ctx.Err() != nil {
+		_ = o.Life.Close() // at once: AfterFunc runs later, on a goroutine
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {

@@ -33,7 +33,7 @@ func await(t *testing.T, store *reflextest.CursorStore, eventID int64) string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		testmock.AwaitConsumer(tb, store, "c", eventID)
+		testmock.AwaitConsumerTB(tb, store, "c", eventID)
 	}()
 	<-done
 	return tb.msg

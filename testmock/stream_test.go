@@ -39,7 +39,7 @@ func TestTestStreamerConformance(t *testing.T) {
 				}
 			}
 		},
-		InvalidCursors: []string{"abc", "1.5", "99999999999999999999"},
+		InvalidCursors: reflextest.InvalidIntCursors(),
 	})
 }
 
