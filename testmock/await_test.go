@@ -75,7 +75,7 @@ func TestAwaitConsumerAlreadyPast(t *testing.T) {
 	})
 }
 
-// TestAwaitConsumerFailsOnTimeout checks the fix of the reference library's
+// TestAwaitConsumerFailsOnTimeout checks the fix of luno/reflex's
 // bug: a consumer that never gets there fails the test.
 func TestAwaitConsumerFailsOnTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
