@@ -185,3 +185,19 @@ func TestLogEventsAsGiven(t *testing.T) {
 		t.Errorf("after 4: IDs %q, want [5 x 3  9]", ids)
 	}
 }
+
+func TestNilOptionsPanic(t *testing.T) {
+	for name, build := range map[string]func(){
+		"NewLog":         func() { reflextest.NewLog(nil) },
+		"NewCursorStore": func() { reflextest.NewCursorStore(nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if msg, _ := recover().(string); msg != "reflextest: "+name+": option 0 is nil" {
+					t.Errorf("panic %q, want one naming the nil option", msg)
+				}
+			}()
+			build()
+		})
+	}
+}
