@@ -216,13 +216,13 @@ func eventFromWire(e *Event, w *wire.Event) error {
 	if err != nil {
 		return fmt.Errorf("reflex: event %s: invalid %w", bounded.Quote(w.ID), err)
 	}
-	*e = Event{
-		ID:        w.ID,
-		Type:      eventType(w.Type),
-		ForeignID: w.ForeignID,
-		Timestamp: ts,
-		MetaData:  w.MetaData,
-		Trace:     w.Trace,
-	}
+	// Field by field: e is usually in a freshly allocated batch, and a
+	// composite assignment would copy through a temporary.
+	e.ID = w.ID
+	e.Type = eventType(w.Type)
+	e.ForeignID = w.ForeignID
+	e.Timestamp = ts
+	e.MetaData = w.MetaData
+	e.Trace = w.Trace
 	return nil
 }

@@ -232,7 +232,7 @@ func (c *batchClient) fill() error {
 		}
 	}
 	if len(b.GetPacked()) > 0 {
-		more, err := wire.Decode(b.GetPacked(), eventFromWire)
+		more, err := decodePacked(b.GetPacked())
 		if err != nil {
 			return err
 		}
@@ -244,6 +244,26 @@ func (c *batchClient) fill() error {
 	}
 	c.events, c.next = events, 0
 	return nil
+}
+
+// decodePacked decodes the events of EventBatch.packed (see wire.Decoder).
+func decodePacked(raw []byte) ([]Event, error) {
+	var d wire.Decoder
+	n, err := d.Reset(raw)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	events := make([]Event, n)
+	for i := range events {
+		w, err := d.Next()
+		if err != nil {
+			return nil, err
+		}
+		if err := eventFromWire(&events[i], w); err != nil {
+			return nil, err
+		}
+	}
+	return events, nil
 }
 
 // Buffered returns the events left in the current batch.

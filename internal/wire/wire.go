@@ -15,49 +15,50 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// field is one field of the table: its number, its wire type and the
-// one-byte tag that starts it on the wire.
-type field struct {
-	num protowire.Number
-	typ protowire.Type
-	tag byte
-}
+// The table of the fields a packed batch holds, from reflex.proto: each
+// field's number, and its tag, the byte that starts the field on the wire
+// (the number and the wire type, as protowire.EncodeTag gives them; every
+// number is below 16, so one byte). The encoder writes these tags and the
+// decoder matches them; TestFieldTable checks the table against the
+// generated descriptors and protowire.EncodeTag.
+const (
+	batchEvents    protowire.Number = 1 // EventBatch.events: repeated Event
+	tagBatchEvents                  = byte(batchEvents)<<3 | byte(protowire.BytesType)
 
-// newField returns the field num of wire type typ. Every field of the
-// table has a number below 16, so its tag is one byte.
-func newField(num protowire.Number, typ protowire.Type) field {
-	tag := protowire.EncodeTag(num, typ)
-	if tag >= 0x80 {
-		panic(fmt.Sprintf("wire: field %d needs a tag of more than one byte", num))
-	}
-	return field{num: num, typ: typ, tag: byte(tag)}
-}
+	eventType         protowire.Number = 3 // Event.type: int32
+	tagEventType                       = byte(eventType)<<3 | byte(protowire.VarintType)
+	eventTimestamp    protowire.Number = 4 // Event.timestamp: google.protobuf.Timestamp
+	tagEventTimestamp                  = byte(eventTimestamp)<<3 | byte(protowire.BytesType)
+	eventForeignID    protowire.Number = 5 // Event.foreign_id: string
+	tagEventForeignID                  = byte(eventForeignID)<<3 | byte(protowire.BytesType)
+	eventID           protowire.Number = 6 // Event.id: string
+	tagEventID                         = byte(eventID)<<3 | byte(protowire.BytesType)
+	eventMetadata     protowire.Number = 7 // Event.metadata: bytes
+	tagEventMetadata                   = byte(eventMetadata)<<3 | byte(protowire.BytesType)
+	eventTrace        protowire.Number = 8 // Event.trace: bytes
+	tagEventTrace                      = byte(eventTrace)<<3 | byte(protowire.BytesType)
 
-// is reports whether a field read from the wire is f.
-func (f field) is(num protowire.Number, typ protowire.Type) bool {
-	return num == f.num && typ == f.typ
-}
-
-// The table: the fields of reflex.proto that a packed batch holds.
-var (
-	batchEvents = newField(1, protowire.BytesType) // EventBatch.events: repeated Event
-
-	eventType      = newField(3, protowire.VarintType) // Event.type: int32
-	eventTimestamp = newField(4, protowire.BytesType)  // Event.timestamp: google.protobuf.Timestamp
-	eventForeignID = newField(5, protowire.BytesType)  // Event.foreign_id: string
-	eventID        = newField(6, protowire.BytesType)  // Event.id: string
-	eventMetadata  = newField(7, protowire.BytesType)  // Event.metadata: bytes
-	eventTrace     = newField(8, protowire.BytesType)  // Event.trace: bytes
-
-	timestampSeconds = newField(1, protowire.VarintType) // Timestamp.seconds: int64
-	timestampNanos   = newField(2, protowire.VarintType) // Timestamp.nanos: int32
+	timestampSeconds    protowire.Number = 1 // Timestamp.seconds: int64
+	tagTimestampSeconds                  = byte(timestampSeconds)<<3 | byte(protowire.VarintType)
+	timestampNanos      protowire.Number = 2 // Timestamp.nanos: int32
+	tagTimestampNanos                    = byte(timestampNanos)<<3 | byte(protowire.VarintType)
 )
+
+// tagOf returns the one-byte tag of a field read from the wire, or 0 for
+// a field number that needs a longer tag (no field of the table).
+func tagOf(num protowire.Number, typ protowire.Type) byte {
+	if num >= 16 {
+		return 0
+	}
+	return byte(num)<<3 | byte(typ)
+}
 
 // Event is one reflexpb.Event as the wire carries it.
 type Event struct {
@@ -137,42 +138,42 @@ func sizeBytes(n int) int {
 // caller has (strings must be valid UTF-8, as proto.Marshal requires).
 func AppendEvent(b []byte, e *Event) []byte {
 	ts, msg := sizes(e)
-	b = append(b, batchEvents.tag)
+	b = append(b, tagBatchEvents)
 	b = protowire.AppendVarint(b, uint64(msg))
 	if e.Type != 0 {
-		b = append(b, eventType.tag)
+		b = append(b, tagEventType)
 		b = protowire.AppendVarint(b, uint64(e.Type))
 	}
-	b = append(b, eventTimestamp.tag, byte(ts)) // ts is at most 17
+	b = append(b, tagEventTimestamp, byte(ts)) // ts is at most 17
 	if e.Seconds != 0 {
-		b = append(b, timestampSeconds.tag)
+		b = append(b, tagTimestampSeconds)
 		b = protowire.AppendVarint(b, uint64(e.Seconds))
 	}
 	if e.Nanos != 0 {
-		b = append(b, timestampNanos.tag)
+		b = append(b, tagTimestampNanos)
 		b = protowire.AppendVarint(b, uint64(e.Nanos))
 	}
-	b = appendString(b, eventForeignID, e.ForeignID)
-	b = appendString(b, eventID, e.ID)
-	b = appendBytes(b, eventMetadata, e.MetaData)
-	b = appendBytes(b, eventTrace, e.Trace)
+	b = appendString(b, tagEventForeignID, e.ForeignID)
+	b = appendString(b, tagEventID, e.ID)
+	b = appendBytes(b, tagEventMetadata, e.MetaData)
+	b = appendBytes(b, tagEventTrace, e.Trace)
 	return b
 }
 
-func appendString(b []byte, f field, s string) []byte {
+func appendString(b []byte, tag byte, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = append(b, f.tag)
+	b = append(b, tag)
 	b = protowire.AppendVarint(b, uint64(len(s)))
 	return append(b, s...)
 }
 
-func appendBytes(b []byte, f field, v []byte) []byte {
+func appendBytes(b []byte, tag byte, v []byte) []byte {
 	if len(v) == 0 {
 		return b
 	}
-	b = append(b, f.tag)
+	b = append(b, tag)
 	b = protowire.AppendVarint(b, uint64(len(v)))
 	return append(b, v...)
 }
@@ -260,7 +261,7 @@ func Count(raw []byte) (int, error) {
 		if n < 0 {
 			return 0, malformed(n)
 		}
-		if batchEvents.is(num, typ) {
+		if tagOf(num, typ) == tagBatchEvents {
 			count++
 		}
 		off += n
@@ -268,45 +269,64 @@ func Count(raw []byte) (int, error) {
 	return count, nil
 }
 
-// Decode decodes raw, the bytes of an EventBatch message, into one E per
-// event: it decodes each event into an Event and passes it to set, which
-// converts it into the E of the same index (and may fail). It returns nil
-// for a batch without events.
+// Decoder decodes the events of a packed batch one by one, without
+// allocating per event:
 //
-// The events' strings share one allocation; their MetaData and Trace point
-// into raw, which the caller must not modify afterwards, with their
-// capacity cut to their length (so an append never writes into raw), and
-// are nil when empty, as the generated code decodes proto3 bytes fields.
-// Unknown fields, and known fields with an unexpected wire type, are
-// skipped as the generated code skips them; repeated timestamps are
+//	var d wire.Decoder
+//	n, err := d.Reset(raw)
+//	for range n {
+//		e, err := d.Next()
+//		...
+//	}
+//
+// The events' strings share one allocation per batch; their MetaData and
+// Trace point into raw, which the caller must not modify afterwards, with
+// their capacity cut to their length (so an append never writes into raw),
+// and are nil when empty, as the generated code decodes proto3 bytes
+// fields. Unknown fields, and known fields with an unexpected wire type,
+// are skipped as the generated code skips them; repeated timestamps are
 // merged as it merges them. Malformed bytes and strings that are not valid
-// UTF-8 fail with an error wrapping ErrMalformed.
-func Decode[E any](raw []byte, set func(dst *E, e *Event) error) ([]E, error) {
-	count, err := Count(raw)
-	if err != nil || count == 0 {
-		return nil, err
+// UTF-8 fail with an error wrapping ErrMalformed. The zero Decoder is
+// ready for Reset; a Decoder is not safe for concurrent use.
+type Decoder struct {
+	raw []byte
+	str string // string(raw): the events' strings are substrings
+	off int    // where the next field of the batch starts
+	e   Event  // the event Next returns
+}
+
+// Reset starts decoding raw, the bytes of an EventBatch message, and
+// returns the number of events it holds (see Count).
+func (d *Decoder) Reset(raw []byte) (int, error) {
+	n, err := Count(raw)
+	if err != nil {
+		return 0, err
 	}
-	var (
-		out = make([]E, count)
-		str = string(raw) // the events' strings are substrings
-		i   int
-		e   Event
-	)
-	for off := 0; off < len(raw); {
-		num, typ, start, n := consumeField(raw[off:]) // valid: counted above
-		if batchEvents.is(num, typ) {
-			e = Event{}
-			if err := decodeEvent(&e, raw, str, off+start, off+n); err != nil {
-				return nil, err
-			}
-			if err := set(&out[i], &e); err != nil {
-				return nil, err
-			}
-			i++
+	*d = Decoder{raw: raw}
+	if n > 0 {
+		d.str = string(raw)
+	}
+	return n, nil
+}
+
+// Next decodes the next event. The Event it returns is valid until the
+// next call of Next or Reset. After the last event it returns io.EOF.
+func (d *Decoder) Next() (*Event, error) {
+	for d.off < len(d.raw) {
+		num, typ, start, n := consumeField(d.raw[d.off:]) // valid: counted by Reset
+		off := d.off
+		d.off += n
+		if tagOf(num, typ) != tagBatchEvents {
+			continue
 		}
-		off += n
+		d.e = Event{}
+		if err := decodeEvent(&d.e, d.raw, d.str, off+start, off+n); err != nil {
+			d.off = len(d.raw)
+			return nil, err
+		}
+		return &d.e, nil
 	}
-	return out, nil
+	return nil, io.EOF
 }
 
 // decodeEvent decodes the Event message raw[off:end] into e, which is
@@ -317,42 +337,41 @@ func decodeEvent(e *Event, raw []byte, str string, off, end int) error {
 		if n < 0 {
 			return malformed(n)
 		}
-		v := raw[off+start : off+n] // the value
-		vs := off + start           // where v starts in raw and str
-		off += n
-		switch {
-		case eventType.is(num, typ):
-			x, _ := protowire.ConsumeVarint(v)
+		vs, ve := off+start, off+n // where the value is in raw and str
+		off = ve
+		switch tagOf(num, typ) {
+		case tagEventType:
+			x, _ := protowire.ConsumeVarint(raw[vs:ve])
 			e.Type = int32(x)
-		case eventTimestamp.is(num, typ):
+		case tagEventTimestamp:
 			e.HasTimestamp = true
-			if err := decodeTimestamp(e, v); err != nil {
+			if err := decodeTimestamp(e, raw[vs:ve]); err != nil {
 				return err
 			}
-		case eventForeignID.is(num, typ):
-			s, err := decodeString(str, vs, len(v), num)
+		case tagEventForeignID:
+			s, err := decodeString(str[vs:ve], num)
 			if err != nil {
 				return err
 			}
 			e.ForeignID = s
-		case eventID.is(num, typ):
-			s, err := decodeString(str, vs, len(v), num)
+		case tagEventID:
+			s, err := decodeString(str[vs:ve], num)
 			if err != nil {
 				return err
 			}
 			e.ID = s
-		case eventMetadata.is(num, typ):
-			e.MetaData = nonEmpty(v)
-		case eventTrace.is(num, typ):
-			e.Trace = nonEmpty(v)
+		case tagEventMetadata:
+			e.MetaData = nonEmpty(raw[vs:ve])
+		case tagEventTrace:
+			e.Trace = nonEmpty(raw[vs:ve])
 		}
 	}
 	return nil
 }
 
-// decodeString returns the string field num of n bytes at str[off:].
-func decodeString(str string, off, n int, num protowire.Number) (string, error) {
-	s := str[off : off+n]
+// decodeString returns s, the value of the string field num, if it is
+// valid UTF-8.
+func decodeString(s string, num protowire.Number) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("%w: string field %d is not valid UTF-8", ErrMalformed, num)
 	}
@@ -363,17 +382,22 @@ func decodeString(str string, off, n int, num protowire.Number) (string, error) 
 // repeated occurrences of a message field.
 func decodeTimestamp(e *Event, v []byte) error {
 	for len(v) > 0 {
-		num, typ, start, n := consumeField(v)
+		if tag := v[0]; tag == tagTimestampSeconds || tag == tagTimestampNanos {
+			x, l := protowire.ConsumeVarint(v[1:])
+			if l < 0 {
+				return malformed(l)
+			}
+			if tag == tagTimestampSeconds {
+				e.Seconds = int64(x)
+			} else {
+				e.Nanos = int32(x)
+			}
+			v = v[1+l:]
+			continue
+		}
+		_, _, _, n := consumeField(v) // another field: skip it
 		if n < 0 {
 			return malformed(n)
-		}
-		switch {
-		case timestampSeconds.is(num, typ):
-			x, _ := protowire.ConsumeVarint(v[start:n])
-			e.Seconds = int64(x)
-		case timestampNanos.is(num, typ):
-			x, _ := protowire.ConsumeVarint(v[start:n])
-			e.Nanos = int32(x)
 		}
 		v = v[n:]
 	}
