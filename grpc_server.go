@@ -410,7 +410,9 @@ func (bt *batcher) next(e *Event) (*reflexpb.EventBatch, int64, error) {
 
 // budget bounds the event bytes one stream holds (see WithStreamBuffer)
 // and adds them to its Server's total. Bytes are held from when an event
-// is read from the source until the batch holding it has been sent.
+// is read from the source until the batch holding it has been sent. The
+// Server's total moves with used, under mu, so that it never counts bytes
+// a stream has released.
 type budget struct {
 	limit int64
 	s     *Server
@@ -427,9 +429,8 @@ func (b *budget) acquire(ctx context.Context, n int64) error {
 	for {
 		b.mu.Lock()
 		if b.used == 0 || b.used+n <= b.limit {
-			b.used += n
+			b.addLocked(n)
 			b.mu.Unlock()
-			b.s.hold(n)
 			return nil
 		}
 		if b.freed == nil {
@@ -448,40 +449,38 @@ func (b *budget) acquire(ctx context.Context, n int64) error {
 // add holds n bytes without waiting.
 func (b *budget) add(n int64) {
 	b.mu.Lock()
-	b.used += n
+	b.addLocked(n)
 	b.mu.Unlock()
-	b.s.hold(n)
 }
 
 // release gives back n bytes and wakes acquire.
 func (b *budget) release(n int64) {
 	b.mu.Lock()
-	b.used -= n
+	b.addLocked(-n)
 	if b.freed != nil {
 		close(b.freed)
 		b.freed = nil
 	}
 	b.mu.Unlock()
-	b.s.hold(-n)
 }
 
 // close gives back everything held, when the stream ends.
 func (b *budget) close() {
 	b.mu.Lock()
-	n := b.used
-	b.used = 0
+	b.addLocked(-b.used)
 	b.mu.Unlock()
-	b.s.hold(-n)
 }
 
-// hold adds n (which may be negative) to the event bytes held by s.
-func (s *Server) hold(n int64) {
+// addLocked adds n (which may be negative) to the bytes held, and to the
+// Server's total.
+func (b *budget) addLocked(n int64) {
 	if n == 0 {
 		return
 	}
-	v := s.buffered.Add(n)
+	b.used += n
+	v := b.s.buffered.Add(n)
 	metrics.ServerBufferedBytes(n)
-	for p := s.peak.Load(); v > p && !s.peak.CompareAndSwap(p, v); p = s.peak.Load() {
+	for p := b.s.peak.Load(); v > p && !b.s.peak.CompareAndSwap(p, v); p = b.s.peak.Load() {
 	}
 }
 

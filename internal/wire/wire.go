@@ -178,7 +178,7 @@ func appendBytes(b []byte, tag byte, v []byte) []byte {
 	return append(b, v...)
 }
 
-// ErrMalformed is wrapped by the errors of Count and Decode for bytes that
+// ErrMalformed is wrapped by the errors of Count and the Decoder for bytes that
 // are not a valid EventBatch.
 var ErrMalformed = errors.New("reflex: malformed event batch")
 
