@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"github.com/seed-e488ba2e/reflex/internal/metrics"
 	"github.com/seed-e488ba2e/reflex/internal/tracing"
 )
@@ -126,7 +127,7 @@ var (
 func NewConsumer(name string, fn ConsumerFunc, opts ...ConsumerOption) Consumer {
 	for _, o := range opts {
 		if o == nil {
-			panic("reflex: NewConsumer " + name + ": nil ConsumerOption")
+			panic("reflex: NewConsumer " + bounded.Quote(name) + ": nil ConsumerOption")
 		}
 	}
 	c := &consumer{
@@ -146,7 +147,7 @@ func (c *consumer) Name() string { return c.name }
 
 func (c *consumer) Consume(ctx context.Context, e *Event) error {
 	if e == nil {
-		return errNilEvent
+		return fmt.Errorf("reflex: consumer %s: Consume called with a nil event", bounded.Quote(c.name))
 	}
 	start := time.Now()
 	lag := start.Sub(e.Timestamp)
@@ -164,7 +165,7 @@ func (c *consumer) Consume(ctx context.Context, e *Event) error {
 	}
 	if err == nil {
 		if c.fn == nil {
-			err = fmt.Errorf("reflex: consumer %q has a nil ConsumerFunc", c.name)
+			err = fmt.Errorf("reflex: consumer %s has a nil ConsumerFunc", bounded.Quote(c.name))
 		} else {
 			err = c.fn(ctx, e)
 		}

@@ -1,6 +1,9 @@
 package reflex
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // ConsumeFunc streams events to a consumer until an error occurs.
 //
@@ -18,9 +21,15 @@ type Consumable interface {
 
 // NewConsumable returns a Consumable whose Consume runs
 // Run(ctx, NewSpec(stream, store, c, append(opts, consumeOpts...)...)).
+// It panics, as NewSpec does, if an option is nil.
 //
 // Deprecated: Use NewSpec and Run.
 func NewConsumable(stream StreamFunc, store CursorStore, opts ...StreamOption) Consumable {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("reflex: NewConsumable: stream option %d is nil", i))
+		}
+	}
 	return consumable{stream: stream, store: store, opts: opts}
 }
 

@@ -58,7 +58,7 @@ func TestGRPCCompatibility(t *testing.T) {
 					conn := serveReflex(t, l.Stream)
 					return tc.client(conn), func(t *testing.T, events ...reflex.Event) { l.Append(events...) }
 				},
-				InvalidCursors: []string{"abc"},
+				InvalidCursors: reflextest.InvalidIntCursors(),
 			})
 		})
 	}
@@ -67,7 +67,7 @@ func TestGRPCCompatibility(t *testing.T) {
 			reflextest.TestStreamFunc(t, reflextest.StreamHarness{
 				New: func(t *testing.T) (reflex.StreamFunc, reflextest.Appender) {
 					l := reflextest.NewLog()
-					_, addr := grpctest.NewServer(t, l.Stream, nil, tc.opts...)
+					_, addr := grpctest.NewServerWithOptions(t, l.Stream, tc.opts...)
 					cl := grpctest.NewClient(t, addr)
 					stream := cl.StreamEvents
 					if tc.single {
@@ -75,7 +75,7 @@ func TestGRPCCompatibility(t *testing.T) {
 					}
 					return stream, func(t *testing.T, events ...reflex.Event) { l.Append(events...) }
 				},
-				InvalidCursors: []string{"abc"},
+				InvalidCursors: reflextest.InvalidIntCursors(),
 			})
 		})
 	}
@@ -99,20 +99,31 @@ func singleClient(conn grpc.ClientConnInterface) reflex.StreamFunc {
 	})
 }
 
-// batchRecorder is a StreamBatchServerPB that records what is sent.
+// batchRecorder is a StreamBatchServerPB that records what is sent,
+// decoding packed batches with the generated code.
 type batchRecorder struct {
 	ctx     context.Context
 	batches []int
+	packed  int // batches sent packed
 	ids     []string
 }
 
 func (r *batchRecorder) Context() context.Context { return r.ctx }
 func (r *batchRecorder) Send(b *reflexpb.EventBatch) error {
+	events := b.GetEvents()
 	if len(b.GetPacked()) > 0 {
-		return errors.New("batchRecorder: received a packed batch")
+		if len(events) > 0 {
+			return errors.New("batchRecorder: a batch with both Events and Packed")
+		}
+		var inner reflexpb.EventBatch
+		if err := proto.Unmarshal(b.GetPacked(), &inner); err != nil {
+			return err
+		}
+		events = inner.GetEvents()
+		r.packed++
 	}
-	r.batches = append(r.batches, len(b.GetEvents()))
-	for _, e := range b.GetEvents() {
+	r.batches = append(r.batches, len(events))
+	for _, e := range events {
 		r.ids = append(r.ids, e.GetId())
 	}
 	return nil
@@ -130,12 +141,15 @@ func TestStreamBatchFillsBatchesFromBufferedSource(t *testing.T) {
 	l := reflextest.NewLog()
 	appendN(l, 5000)
 	rec := &batchRecorder{ctx: t.Context()}
-	// A wrapped stream gets Events even if the client asks for packed
-	// batches.
+	// A stream that is not the generated handler's gets packed batches
+	// too when the client asks for them: the request decides.
 	req := &reflexpb.StreamRequest{Options: &reflexpb.StreamOptions{ToHead: true}, Packed: true}
 	err := reflex.NewServer().StreamBatch(l.Stream, req, rec)
 	if !reflex.IsHeadReachedErr(err) {
 		t.Fatalf("StreamBatch = %v, want ErrHeadReached", err)
+	}
+	if rec.packed != len(rec.batches) {
+		t.Errorf("%d of %d batches sent packed, want all: the request asks for packed batches", rec.packed, len(rec.batches))
 	}
 	want := []int{1024, 1024, 1024, 1024, 904}
 	if len(rec.batches) != len(want) {
@@ -492,16 +506,119 @@ func (o *observedStream) SendMsg(m any) error {
 	return o.ServerStream.SendMsg(m)
 }
 
+// authKey is the context key of authStream.
+type authKey struct{}
+
+// authStream is a server stream as an authentication interceptor wraps
+// it: with a context of its own.
+type authStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (a authStream) Context() context.Context { return a.ctx }
+
+// observedClientStream counts the packed batches a client receives.
+type observedClientStream struct {
+	grpc.ClientStream
+	packed, unpacked *atomic.Int64
+}
+
+func (o *observedClientStream) RecvMsg(m any) error {
+	err := o.ClientStream.RecvMsg(m)
+	if b, ok := m.(*reflexpb.EventBatch); ok && err == nil {
+		if len(b.GetPacked()) > 0 && len(b.GetEvents()) == 0 {
+			o.packed.Add(1)
+		} else {
+			o.unpacked.Add(1)
+		}
+	}
+	return err
+}
+
+// TestGRPCPackedThroughInterceptorChain checks that the packed encoding
+// does not depend on how the streams are wrapped: through a chain of
+// server interceptors (as authentication, OpenTelemetry or Prometheus
+// install them), grpctest's wrapper of the typed server stream (which
+// counts the events sent) and a chain of client interceptors, every batch
+// travels packed, and the events arrive intact and are counted.
+func TestGRPCPackedThroughInterceptorChain(t *testing.T) {
+	var packed, unpacked, recvPacked, recvUnpacked atomic.Int64
+	auth := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return h(srv, authStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), authKey{}, "user")})
+	}
+	observe := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if ss.Context().Value(authKey{}) != "user" {
+			return status.Error(codes.Unauthenticated, "no user")
+		}
+		return h(srv, &observedStream{ServerStream: ss, packed: &packed, unpacked: &unpacked})
+	}
+	clientPass := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+	clientObserve := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return &observedClientStream{ClientStream: cs, packed: &recvPacked, unpacked: &recvUnpacked}, nil
+	}
+
+	const n = 3000
+	l := reflextest.NewLog()
+	ts := time.Date(2030, 1, 2, 3, 4, 5, 600, time.UTC)
+	want := make([]reflex.Event, n)
+	for i := range want {
+		want[i] = reflex.Event{ForeignID: "é" + strconv.Itoa(i), Type: grpcType(i % 7), Timestamp: ts.Add(time.Duration(i) * time.Second), MetaData: []byte(strconv.Itoa(i))}
+	}
+	l.Append(want...)
+	srv, addr := grpctest.NewServerWithOptions(t, l.Stream, grpctest.WithGRPCServerOptions(grpc.ChainStreamInterceptor(auth, observe)))
+	cl := grpctest.NewClientWithOptions(t, addr, grpc.WithChainStreamInterceptor(clientPass, clientObserve))
+
+	sc, err := cl.StreamEvents(t.Context(), "", reflex.WithStreamToHead())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		e, err := sc.Recv()
+		if err != nil {
+			t.Fatalf("Recv %d: %v", i, err)
+		}
+		if e.ID != strconv.Itoa(i+1) || e.ForeignID != want[i].ForeignID || e.Type.ReflexType() != i%7 ||
+			!e.Timestamp.Equal(want[i].Timestamp) || string(e.MetaData) != string(want[i].MetaData) || e.Trace != nil {
+			t.Fatalf("Recv %d = %+v, want %+v", i, e, want[i])
+		}
+	}
+	if _, err := sc.Recv(); !reflex.IsHeadReachedErr(err) {
+		t.Fatalf("Recv at the head = %v, want ErrHeadReached", err)
+	}
+	if packed.Load() == 0 || unpacked.Load() != 0 {
+		t.Errorf("server sent %d packed and %d unpacked batches, want only packed", packed.Load(), unpacked.Load())
+	}
+	if recvPacked.Load() != packed.Load() || recvUnpacked.Load() != 0 {
+		t.Errorf("client received %d packed and %d unpacked batches, want the %d packed ones sent", recvPacked.Load(), recvUnpacked.Load(), packed.Load())
+	}
+	if got := srv.SentCount(); got != n {
+		t.Errorf("SentCount = %v, want %d", got, n)
+	}
+}
+
 // serveReflex serves sFn with Server.ReflexServer on a loopback port, as
 // a service would (no wrapper around the gRPC streams), and returns a
 // connection to it. Both end with the test.
 func serveReflex(tb testing.TB, sFn reflex.StreamFunc, opts ...grpc.ServerOption) *grpc.ClientConn {
 	tb.Helper()
+	return dial(tb, serveWith(tb, reflex.NewServer(), sFn, opts...))
+}
+
+// serveWith serves sFn with rs.ReflexServer on a loopback port and
+// returns its address. The gRPC server and rs stop when the test ends.
+func serveWith(tb testing.TB, rs *reflex.Server, sFn reflex.StreamFunc, opts ...grpc.ServerOption) string {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rs := reflex.NewServer()
 	gs := grpc.NewServer(opts...)
 	reflexpb.RegisterReflexServer(gs, rs.ReflexServer(sFn))
 	served := make(chan struct{})
@@ -509,16 +626,23 @@ func serveReflex(tb testing.TB, sFn reflex.StreamFunc, opts ...grpc.ServerOption
 		defer close(served)
 		_ = gs.Serve(lis)
 	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		tb.Fatal(err)
-	}
 	tb.Cleanup(func() {
-		_ = conn.Close()
 		rs.Stop()
 		gs.Stop()
 		<-served
 	})
+	return lis.Addr().String()
+}
+
+// dial connects to addr without TLS; the connection is closed when the
+// test ends.
+func dial(tb testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	tb.Helper()
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
 	return conn
 }
 

@@ -193,9 +193,9 @@ func (b blockedBatchStream) Recv() (*reflexpb.EventBatch, error) {
 }
 
 // TestWrapStreamBatchPBCloseEndsFallback checks that Close of a batch
-// client ends the fallback stream it opens, even when the fallback is
-// opened after Close (Close racing a Recv): the fallback must not outlive
-// the client until the caller's context ends.
+// client ends the fallback stream it opens, even when Close races the Recv
+// that would open it: the fallback, if opened at all, must not outlive the
+// client until the caller's context ends.
 func TestWrapStreamBatchPBCloseEndsFallback(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	fallbackCtx := make(chan context.Context, 1)
@@ -222,8 +222,12 @@ func TestWrapStreamBatchPBCloseEndsFallback(t *testing.T) {
 	}
 	close(release) // the batch RPC fails with Unimplemented after Close
 	<-recvDone
-	if ctx := <-fallbackCtx; ctx.Err() == nil {
-		t.Error("the fallback stream's context is live after Close, want it cancelled")
+	select {
+	case ctx := <-fallbackCtx:
+		if ctx.Err() == nil {
+			t.Error("the fallback stream's context is live after Close, want it cancelled")
+		}
+	default: // not opened at all after Close: fine
 	}
 }
 

@@ -5,12 +5,38 @@
 // change. Events are pointers (id, type, foreign id, timestamp, metadata,
 // trace), not data. Consumers read them from a cursor, locally from the
 // database (package rsql) or from a peer service over gRPC (Server and
-// WrapStreamPB).
+// GRPCStreamFunc or WrapStreamPB).
 //
 // [Run] feeds each event of a [Spec]'s stream to its [Consumer] and advances
 // the [CursorStore] only when the consumer succeeds. On any error it stops
 // and returns the error; the caller runs it again (at-least-once delivery, so
 // consumers must be idempotent).
+//
+// # gRPC
+//
+// A [Server] serves StreamFuncs over the reflexpb.Reflex service (see
+// [Server.ReflexServer]) or any service reusing reflexpb.Event. It bounds
+// the memory of each stream (see [WithStreamBuffer]) and the number of
+// concurrent streams (see [WithMaxStreams]), refuses malformed requests
+// (see [MaxCursorBytes]), and answers the sentinel errors with status codes
+// that its clients turn back into the sentinels: [ErrInvalidCursor] is
+// InvalidArgument (permanent), [ErrTooManyStreams] ResourceExhausted,
+// [ErrStopped] Unavailable and [ErrHeadReached] OutOfRange. Stream clients of this module follow one rule: after Close,
+// Recv returns an error for which errors.Is(err, context.Canceled) is
+// true.
+//
+// # Goroutines
+//
+// The package starts goroutines only in a Server, which owns them all:
+//   - one per stream call (Stream or StreamBatch), which reads the stream
+//     function's client and sends its events; it ends when the call ends
+//     or the Server stops, and Server.Stop waits for it;
+//   - for a StreamBatch call whose stream client does not implement
+//     Buffered, one read-ahead goroutine, owned by that call's goroutine,
+//     which stops it and waits for it before it ends.
+//
+// Run, consumers and the gRPC clients start none: they run on the
+// caller's goroutine (gRPC's own goroutines belong to its connection).
 package reflex
 
 import (

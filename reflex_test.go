@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -195,7 +196,7 @@ func TestIsExpected(t *testing.T) {
 		{"wrapped stopped", fmt.Errorf("recv error: %w", reflex.ErrStopped), true},
 		{"grpc canceled", grpcCanceled, true},
 		{"grpc deadline", grpcDeadline, true},
-		// The reference library only looked at the outermost error.
+		// luno/reflex looked only at the outermost error.
 		{"wrapped grpc canceled", fmt.Errorf("recv error: %w", grpcCanceled), true},
 		{"wrapped grpc deadline", fmt.Errorf("a: %w", fmt.Errorf("b: %w", grpcDeadline)), true},
 		{"grpc internal", status.Error(codes.Internal, "boom"), false},
@@ -281,13 +282,14 @@ func TestNewMockStream(t *testing.T) {
 
 func TestNewMockStreamInvalidCursor(t *testing.T) {
 	stream := reflex.NewMockStream([]*reflex.Event{{ID: "1"}}, io.EOF)
-	cl, err := stream(t.Context(), "abc")
-	if err != nil {
-		return // rejecting the cursor at once is fine too
-	}
-	e, err := cl.Recv()
-	if err == nil || err == io.EOF {
-		t.Errorf("Recv with cursor \"abc\" = (%v, %v), want a parse error", e, err)
+	for _, cursor := range []string{"abc", strings.Repeat("x", 1<<20)} {
+		cl, err := stream(t.Context(), cursor)
+		if err == nil {
+			_, err = cl.Recv()
+		}
+		if !errors.Is(err, reflex.ErrInvalidCursor) || len(err.Error()) > 256 {
+			t.Errorf("Recv with cursor %.20q = %.200v, want a short error wrapping ErrInvalidCursor", cursor, err)
+		}
 	}
 }
 

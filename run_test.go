@@ -691,3 +691,59 @@ func BenchmarkRun(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/event")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/total, "allocs/event")
 }
+
+// TestRunReturnsFlushError checks that Run does not drop the error of its
+// final Flush: it returns it joined with the run's own error.
+func TestRunReturnsFlushError(t *testing.T) {
+	errFlush := errors.New("database gone")
+	store := reflextest.NewCursorStore(reflextest.WithBuffering(), reflextest.WithFaults(reflextest.Faults{
+		Flush: func() error { return errFlush },
+	}))
+	log := reflextest.NewLog()
+	numbered(log, 2)
+	err := reflex.Run(t.Context(), reflex.NewSpec(log.Stream, store, reflex.NewConsumer(t.Name(), nop), reflex.WithStreamToHead()))
+	if !reflex.IsHeadReachedErr(err) || !errors.Is(err, errFlush) {
+		t.Fatalf("Run = %v, want an error matching both ErrHeadReached and the flush error", err)
+	}
+	if want := "recv error: the event stream has reached the current head; flush cursor store error: database gone"; err.Error() != want {
+		t.Errorf("Run error = %q, want %q", err, want)
+	}
+}
+
+// blockingFlushStore is a CursorStore whose Flush blocks until its context
+// ends, as a store does while its database does not answer.
+type blockingFlushStore struct {
+	*reflextest.CursorStore
+	flushing chan struct{} // closed when Flush starts
+}
+
+func (s *blockingFlushStore) Flush(ctx context.Context) error {
+	close(s.flushing)
+	<-ctx.Done()
+	return fmt.Errorf("flush: %w", ctx.Err())
+}
+
+// TestRunFlushTimeout checks that Run's final Flush is bounded: cancelling
+// a run while the cursor store does not answer returns after
+// RunFlushTimeout, with both errors.
+func TestRunFlushTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &blockingFlushStore{CursorStore: reflextest.NewCursorStore(), flushing: make(chan struct{})}
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() {
+			errc <- reflex.Run(ctx, reflex.NewSpec(reflextest.NewLog().Stream, store, reflex.NewConsumer(t.Name(), nop)))
+		}()
+		synctest.Wait() // Run waits at the head
+		start := time.Now()
+		cancel()
+		<-store.flushing
+		err := <-errc // without a bound: deadlock, reported by synctest
+		if d := time.Since(start); d != reflex.RunFlushTimeout {
+			t.Errorf("Run returned %v after cancel, want RunFlushTimeout (%v)", d, reflex.RunFlushTimeout)
+		}
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run = %v, want the run's context.Canceled and the flush's context.DeadlineExceeded", err)
+		}
+	})
+}

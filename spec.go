@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
 // StreamOptions are the options a stream source receives. The zero value
@@ -46,10 +48,14 @@ func WithStreamToHead() StreamOption {
 	return func(o *StreamOptions) { o.StreamToHead = true }
 }
 
-// ResolveOptions applies opts in order to a zero StreamOptions.
+// ResolveOptions applies opts in order to a zero StreamOptions. It panics
+// if an option is nil, a programming error.
 func ResolveOptions(opts ...StreamOption) StreamOptions {
 	var o StreamOptions
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			panic(fmt.Sprintf("reflex: ResolveOptions: stream option %d is nil", i))
+		}
 		opt(&o)
 	}
 	return o
@@ -106,6 +112,10 @@ func (s Spec) Stop() error {
 	return nil
 }
 
+// RunFlushTimeout bounds the final Flush of the cursor store that Run does
+// on every exit.
+const RunFlushTimeout = 10 * time.Second
+
 // Run streams events from the spec's stored cursor into its consumer,
 // setting the cursor to each event's ID after the consumer returns nil
 // (events a consumer's filter skips count as consumed). It blocks until an
@@ -118,15 +128,28 @@ func (s Spec) Stop() error {
 // from opening the stream is returned as is.
 //
 // On every exit Run closes the stream client if it implements io.Closer,
-// then flushes the cursor store (best effort, with a context that is not
-// cancelled).
+// then flushes the cursor store with a context that keeps ctx's values but
+// not its cancellation, bounded by RunFlushTimeout (10 seconds), so that a
+// store whose database does not answer cannot hold Run. If that Flush
+// fails, Run returns the error it was returning joined with the flush
+// error, as "<error>; flush cursor store error: <flush error>": errors.Is
+// matches both (for a Flush that timed out, context.DeadlineExceeded). A
+// cursor that was set but not flushed is lost; the next Run resumes from
+// the last flushed cursor and the events after it are delivered again
+// (at-least-once delivery).
 //
 // Lag options (WithStreamLag) are not forwarded to the stream: Run waits
 // until each event is old enough, measured on the local clock.
-func Run(ctx context.Context, s Spec) error {
+func Run(ctx context.Context, s Spec) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer func() { _ = s.store.Flush(context.WithoutCancel(ctx)) }()
+	defer func() {
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), RunFlushTimeout)
+		defer fcancel()
+		if ferr := s.store.Flush(fctx); ferr != nil {
+			err = &flushError{err: err, flush: ferr}
+		}
+	}()
 
 	name := s.consumer.Name()
 	cursor, err := s.store.GetCursor(ctx, name)
@@ -167,7 +190,8 @@ func Run(ctx context.Context, s Spec) error {
 		defer c.Close()
 	}
 
-	var timer *time.Timer
+	var timer wait.Timer
+	defer timer.Stop()
 	for {
 		e, err := cl.Recv()
 		if err != nil {
@@ -178,16 +202,8 @@ func Run(ctx context.Context, s Spec) error {
 		}
 		if lag > 0 {
 			if d := lag - time.Since(e.Timestamp); d > 0 {
-				if timer == nil {
-					timer = time.NewTimer(d)
-					defer timer.Stop()
-				} else {
-					timer.Reset(d)
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-timer.C:
+				if err := timer.Sleep(ctx, d); err != nil {
+					return err
 				}
 			}
 		}
@@ -199,6 +215,18 @@ func Run(ctx context.Context, s Spec) error {
 		}
 	}
 }
+
+// flushError is the error of a Run whose final Flush failed: the run's
+// own error joined with the flush error.
+type flushError struct {
+	err, flush error
+}
+
+func (e *flushError) Error() string {
+	return e.err.Error() + "; flush cursor store error: " + e.flush.Error()
+}
+
+func (e *flushError) Unwrap() []error { return []error{e.err, e.flush} }
 
 var (
 	errNilEvent  = errors.New("reflex: stream returned a nil event and a nil error")

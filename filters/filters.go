@@ -34,7 +34,11 @@ func IsDeserializationErr(err error) bool {
 // of fs does. The filters run in order; the first that returns false or an
 // error stops the evaluation and its error is returned with false. With no
 // filters every event passes.
+//
+// AllEventFilters panics, with a "filters:"-prefixed message, if a filter
+// is nil.
 func AllEventFilters(fs ...reflex.EventFilter) reflex.EventFilter {
+	mustNotBeNil("AllEventFilters", fs)
 	return func(e *reflex.Event) (bool, error) {
 		for _, f := range fs {
 			ok, err := f(e)
@@ -54,7 +58,11 @@ func AllEventFilters(fs ...reflex.EventFilter) reflex.EventFilter {
 // that returns an error does not count as a match, even with true; if no
 // filter matches, the filter returns false and the error of the last filter
 // that failed (nil if none failed). With no filters no event passes.
+//
+// AnyEventFilters panics, with a "filters:"-prefixed message, if a filter
+// is nil.
 func AnyEventFilters(fs ...reflex.EventFilter) reflex.EventFilter {
+	mustNotBeNil("AnyEventFilters", fs)
 	return func(e *reflex.Event) (bool, error) {
 		var last error
 		for _, f := range fs {
@@ -68,6 +76,17 @@ func AnyEventFilters(fs ...reflex.EventFilter) reflex.EventFilter {
 			}
 		}
 		return false, last
+	}
+}
+
+// mustNotBeNil panics if one of fs, the filters given to fn, is nil: a
+// programming error, reported when the filter is built rather than when
+// an event reaches it.
+func mustNotBeNil(fn string, fs []reflex.EventFilter) {
+	for i, f := range fs {
+		if f == nil {
+			panic(fmt.Sprintf("filters: %s: filter %d is nil", fn, i))
+		}
 	}
 }
 

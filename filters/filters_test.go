@@ -227,3 +227,21 @@ func TestIsDeserializationErrUnrelated(t *testing.T) {
 		t.Error("IsDeserializationErr(nil) = true")
 	}
 }
+
+func TestCombinersPanicOnNilFilter(t *testing.T) {
+	pass := func(*reflex.Event) (bool, error) { return true, nil }
+	for name, build := range map[string]func(...reflex.EventFilter) reflex.EventFilter{
+		"AllEventFilters": filters.AllEventFilters,
+		"AnyEventFilters": filters.AnyEventFilters,
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				msg, _ := recover().(string)
+				if want := "filters: " + name + ": filter 1 is nil"; msg != want {
+					t.Errorf("panic %q, want %q", msg, want)
+				}
+			}()
+			build(pass, nil)
+		})
+	}
+}

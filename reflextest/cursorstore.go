@@ -2,6 +2,7 @@ package reflextest
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/seed-e488ba2e/reflex"
@@ -45,14 +46,18 @@ type CursorStore struct {
 
 var _ reflex.CursorStore = (*CursorStore)(nil)
 
-// NewCursorStore returns an empty store.
+// NewCursorStore returns an empty store. It panics, with a
+// "reflextest:"-prefixed message, if an option is nil.
 func NewCursorStore(opts ...CursorStoreOption) *CursorStore {
 	s := &CursorStore{
 		flushed: make(map[string]string),
 		pending: make(map[string]string),
 		sets:    make(map[string][]string),
 	}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("reflextest: NewCursorStore: option %d is nil", i))
+		}
 		o(s)
 	}
 	return s

@@ -3,6 +3,7 @@ package reflextest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -121,4 +122,82 @@ func TestLogLagWaits(t *testing.T) {
 			t.Errorf("lagged Recv returned after %v, want 1m", waited)
 		}
 	})
+}
+
+// TestLogClose checks that Close ends the streams of the log, open and
+// opened later, including a Recv waiting at the head or on a lag.
+func TestLogClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := reflextest.NewLog()
+		l.Append(reflex.Event{Type: typ(1)})
+		atHead, _ := l.Stream(t.Context(), "1")
+		lagged, _ := l.Stream(t.Context(), "", reflex.WithStreamLag(time.Hour))
+		errs := make(chan error, 2)
+		for _, cl := range []reflex.StreamClient{atHead, lagged} {
+			go func() {
+				_, err := cl.Recv()
+				errs <- err
+			}()
+		}
+		synctest.Wait()
+		l.Close()
+		l.Close() // idempotent
+		for range 2 {
+			if err := <-errs; !errors.Is(err, context.Canceled) {
+				t.Errorf("blocked Recv after Close = %v, want context.Canceled", err)
+			}
+		}
+		later, err := l.Stream(t.Context(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := later.Recv(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Recv of a stream opened after Close = %v, want context.Canceled", err)
+		}
+	})
+}
+
+// TestLogEventsAsGiven checks that WithEventsAsGiven keeps events as they
+// are: no ID or timestamp filled in, IDs in any order.
+func TestLogEventsAsGiven(t *testing.T) {
+	l := reflextest.NewLog(reflextest.WithEventsAsGiven())
+	l.Append(reflex.Event{ID: "5"}, reflex.Event{ID: "x"}, reflex.Event{ID: "3"}, reflex.Event{}, reflex.Event{ID: "9"})
+	for i, e := range l.Events() {
+		if !e.Timestamp.IsZero() {
+			t.Errorf("event %d got timestamp %v", i, e.Timestamp)
+		}
+	}
+	cl, err := l.Stream(t.Context(), "4", reflex.WithStreamToHead())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for {
+		e, err := cl.Recv()
+		if err != nil {
+			break
+		}
+		ids = append(ids, e.ID)
+	}
+	// From the first event whose ID is above the cursor, in insertion
+	// order.
+	if fmt.Sprint(ids) != "[5 x 3  9]" {
+		t.Errorf("after 4: IDs %q, want [5 x 3  9]", ids)
+	}
+}
+
+func TestNilOptionsPanic(t *testing.T) {
+	for name, build := range map[string]func(){
+		"NewLog":         func() { reflextest.NewLog(nil) },
+		"NewCursorStore": func() { reflextest.NewCursorStore(nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if msg, _ := recover().(string); msg != "reflextest: "+name+": option 0 is nil" {
+					t.Errorf("panic %q, want one naming the nil option", msg)
+				}
+			}()
+			build()
+		})
+	}
 }

@@ -13,7 +13,7 @@ func TestLogConformance(t *testing.T) {
 			l := reflextest.NewLog()
 			return l.Stream, func(t *testing.T, events ...reflex.Event) { l.Append(events...) }
 		},
-		InvalidCursors: []string{"abc", "1.5", "99999999999999999999"},
+		InvalidCursors: reflextest.InvalidIntCursors(),
 	})
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
 const (
@@ -19,20 +21,27 @@ const (
 )
 
 // AwaitConsumer blocks until the cursor of consumerName in store is an
-// integer greater than or equal to eventID (no cursor counts as 0), reading it every 5 ms. It fails
-// the test (t.Fatalf) if that does not happen within 15 seconds, if the
-// test's context ends first, if GetCursor returns an error, or if the cursor
-// is not an integer. Like t.Fatalf, it must be called from the goroutine
-// running the test.
+// integer greater than or equal to eventID (no cursor counts as 0),
+// reading it every 5 ms. It fails the test (t.Fatalf) if that does not
+// happen within 15 seconds, if the test's context ends first, if GetCursor
+// returns an error, or if the cursor is not an integer. Like t.Fatalf, it
+// must be called from the goroutine running the test.
 //
-// Use it when a test cannot control a consumer that runs in the background;
-// stores that buffer cursors are awaited only as far as they have flushed.
-func AwaitConsumer(t testing.TB, store reflex.CursorStore, consumerName string, eventID int64) {
+// Use it when a test cannot control a consumer that runs in the
+// background; stores that buffer cursors are awaited only as far as they
+// have flushed.
+func AwaitConsumer(t *testing.T, store reflex.CursorStore, consumerName string, eventID int64) {
+	t.Helper()
+	awaitConsumer(t, store, consumerName, eventID)
+}
+
+// awaitConsumer is AwaitConsumer for any testing.TB.
+func awaitConsumer(t testing.TB, store reflex.CursorStore, consumerName string, eventID int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), awaitTimeout)
 	defer cancel()
-	tick := time.NewTicker(awaitPoll)
-	defer tick.Stop()
+	var timer wait.Timer
+	defer timer.Stop()
 
 	last := ""
 	for {
@@ -46,17 +55,15 @@ func AwaitConsumer(t testing.TB, store reflex.CursorStore, consumerName string, 
 			if cur != "" {
 				n, err = strconv.ParseInt(cur, 10, 64)
 				if err != nil {
-					t.Fatalf("AwaitConsumer(%q, %d): cursor %q is not an integer", consumerName, eventID, cur)
+					t.Fatalf("AwaitConsumer(%q, %d): cursor %s is not an integer", consumerName, eventID, bounded.Quote(cur))
 				}
 			}
 			if n >= eventID {
 				return
 			}
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("AwaitConsumer(%q, %d): cursor is %q after %v: %v", consumerName, eventID, last, awaitTimeout, context.Cause(ctx))
-		case <-tick.C:
+		if timer.Sleep(ctx, awaitPoll) != nil {
+			t.Fatalf("AwaitConsumer(%q, %d): cursor is %s after %v: %v", consumerName, eventID, bounded.Quote(last), awaitTimeout, context.Cause(ctx))
 		}
 	}
 }

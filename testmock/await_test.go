@@ -33,7 +33,7 @@ func await(t *testing.T, store *reflextest.CursorStore, eventID int64) string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		testmock.AwaitConsumer(tb, store, "c", eventID)
+		testmock.AwaitConsumerTB(tb, store, "c", eventID)
 	}()
 	<-done
 	return tb.msg
@@ -75,7 +75,7 @@ func TestAwaitConsumerAlreadyPast(t *testing.T) {
 	})
 }
 
-// TestAwaitConsumerFailsOnTimeout checks the fix of the reference library's
+// TestAwaitConsumerFailsOnTimeout checks the fix of luno/reflex's
 // bug: a consumer that never gets there fails the test.
 func TestAwaitConsumerFailsOnTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

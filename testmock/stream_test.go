@@ -39,7 +39,7 @@ func TestTestStreamerConformance(t *testing.T) {
 				}
 			}
 		},
-		InvalidCursors: []string{"abc", "1.5", "99999999999999999999"},
+		InvalidCursors: reflextest.InvalidIntCursors(),
 	})
 }
 
@@ -77,7 +77,7 @@ func insertIDs(s testmock.TestStreamer, ids ...string) {
 }
 
 // TestTestStreamerCursorIsAnID checks that the cursor is compared with event
-// IDs, not used as an index into the log (the reference library's bug).
+// IDs, not used as an index into the log (luno/reflex's bug).
 func TestTestStreamerCursorIsAnID(t *testing.T) {
 	s := testmock.NewTestStreamer(t)
 	insertIDs(s, "10", "20", "30")

@@ -60,12 +60,40 @@ var (
 
 	// Activity is the reflex_consumer_active gauge family.
 	Activity = newActivityCollector()
+
+	// serverStreams counts the stream calls reflex Servers serve.
+	serverStreams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "reflex_server_streams",
+		Help: "Stream calls being served by reflex gRPC servers.",
+	})
+
+	// serverRejected counts stream calls refused by a Server's limit.
+	serverRejected = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "reflex_server_rejected_streams_total",
+		Help: "Stream calls refused because a reflex gRPC server served its limit of concurrent streams.",
+	})
+
+	// serverBuffered is the event bytes the streams of Servers hold.
+	serverBuffered = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "reflex_server_buffered_bytes",
+		Help: "Event bytes read from stream functions and not yet sent, over all streams of reflex gRPC servers.",
+	})
 )
 
 func init() {
 	prometheus.MustRegister(ConsumerLag, ConsumerEventAge, ConsumerLagAlert,
-		ConsumerLatency, ConsumerErrors, ConsumerDeadLettered, ConsumerSkipped, Activity)
+		ConsumerLatency, ConsumerErrors, ConsumerDeadLettered, ConsumerSkipped, Activity,
+		serverStreams, serverRejected, serverBuffered)
 }
+
+// ServerStreams adds delta to the stream calls being served.
+func ServerStreams(delta int) { serverStreams.Add(float64(delta)) }
+
+// ServerStreamRejected counts a stream call refused by a Server's limit.
+func ServerStreamRejected() { serverRejected.Inc() }
+
+// ServerBufferedBytes adds delta to the event bytes held by Servers.
+func ServerBufferedBytes(delta int64) { serverBuffered.Add(float64(delta)) }
 
 // Consumer holds the series of one consumer, resolved once so that
 // recording an event costs only atomic operations.

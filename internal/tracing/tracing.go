@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"github.com/seed-e488ba2e/reflex/reflexpb"
 )
 
@@ -39,11 +40,11 @@ func Unmarshal(data []byte) (trace.SpanContext, error) {
 	}
 	tid, err := trace.TraceIDFromHex(t.GetTraceId())
 	if err != nil {
-		return trace.SpanContext{}, fmt.Errorf("%w: trace id %q: %w", ErrInvalidTrace, t.GetTraceId(), err)
+		return trace.SpanContext{}, fmt.Errorf("%w: trace id %s: %w", ErrInvalidTrace, bounded.Quote(t.GetTraceId()), err)
 	}
 	sid, err := trace.SpanIDFromHex(t.GetSpanId())
 	if err != nil {
-		return trace.SpanContext{}, fmt.Errorf("%w: span id %q: %w", ErrInvalidTrace, t.GetSpanId(), err)
+		return trace.SpanContext{}, fmt.Errorf("%w: span id %s: %w", ErrInvalidTrace, bounded.Quote(t.GetSpanId()), err)
 	}
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true}), nil
 }

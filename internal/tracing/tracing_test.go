@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
@@ -93,9 +94,15 @@ func TestUnmarshalInvalid(t *testing.T) {
 		"bad span hex":   bad("deadbeef0102030405060708090a0bff", "nope"),
 		"zero trace id":  bad("00000000000000000000000000000000", "cafe0102030405ab"),
 		"short trace id": bad("deadbeef", "cafe0102030405ab"),
+		"huge trace id":  bad(strings.Repeat("a", 1<<20), "cafe0102030405ab"),
+		"huge span id":   bad("deadbeef0102030405060708090a0bff", strings.Repeat("b", 1<<20)),
 	} {
-		if sc, err := tracing.Unmarshal(data); !errors.Is(err, tracing.ErrInvalidTrace) {
+		sc, err := tracing.Unmarshal(data)
+		if !errors.Is(err, tracing.ErrInvalidTrace) {
 			t.Errorf("Unmarshal(%s) = (%v, %v), want ErrInvalidTrace", name, sc, err)
+		}
+		if err != nil && len(err.Error()) > 256 {
+			t.Errorf("Unmarshal(%s) error is %d bytes, want a bounded message", name, len(err.Error()))
 		}
 	}
 }
