@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/seed-e488ba2e/reflex/internal/runprogress"
 	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
@@ -151,6 +152,13 @@ func Run(ctx context.Context, s Spec) (err error) {
 		}
 	}()
 
+	// A caller that asked to learn whether this run consumed anything
+	// (rpatterns.RunForever); runs nested in the consumer are not counted.
+	progress := runprogress.From(ctx)
+	if progress != nil {
+		ctx = runprogress.With(ctx, nil)
+	}
+
 	name := s.consumer.Name()
 	cursor, err := s.store.GetCursor(ctx, name)
 	if err != nil {
@@ -213,6 +221,7 @@ func Run(ctx context.Context, s Spec) (err error) {
 		if err := s.store.SetCursor(ctx, name, e.ID); err != nil {
 			return fmt.Errorf("set cursor error: %w", err)
 		}
+		progress.Consumed()
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
-	"github.com/seed-e488ba2e/reflex/internal/metrics"
+	"github.com/seed-e488ba2e/reflex/internal/runprogress"
 	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
@@ -127,9 +127,9 @@ func runForever(ctx context.Context, getCtx func(context.Context) (context.Conte
 // runOnce runs spec, stops it and returns how long to wait before the next
 // run: none if runCtx is done.
 func runOnce(runCtx context.Context, spec reflex.Spec, b *backoff) time.Duration {
-	var p metrics.RunProgress
+	var p runprogress.Progress
 	start := time.Now()
-	err := reflex.Run(metrics.WithRunProgress(runCtx, &p), spec)
+	err := reflex.Run(runprogress.With(runCtx, &p), spec)
 	_ = spec.Stop()
 	if runCtx.Err() != nil {
 		return 0 // cancelled: no wait, go back to getCtx (and ctx)

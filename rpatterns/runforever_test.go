@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
-	"github.com/seed-e488ba2e/reflex/internal/metrics"
 	"github.com/seed-e488ba2e/reflex/reflextest"
 )
 
@@ -248,18 +247,6 @@ func TestRunForeverCtxDoneRunContext(t *testing.T) {
 	})
 }
 
-// progressStore is a cursor store that marks the run's progress on each
-// cursor set, as reflex.Run does (see metrics.RunProgress): it stands in
-// for Run in the tests of RunForever's backoff after progress.
-type progressStore struct {
-	*reflextest.CursorStore
-}
-
-func (s progressStore) SetCursor(ctx context.Context, name, cursor string) error {
-	metrics.RunProgressFrom(ctx).Consumed()
-	return s.CursorStore.SetCursor(ctx, name, cursor)
-}
-
 // runsWithProgress returns the delays between the runs of a spec whose
 // run k consumes progress[k] events (then fails with errTest) and which,
 // after the runs described by progress, keeps failing at once.
@@ -292,7 +279,7 @@ func runsWithProgress(t *testing.T, progress []int) []time.Duration {
 	ctx, cancel := context.WithCancel(t.Context())
 	res := make(chan error, 1)
 	go func() {
-		res <- RunForeverCtx(ctx, nil, reflex.NewSpec(log.Stream, progressStore{reflextest.NewCursorStore()}, c))
+		res <- RunForeverCtx(ctx, nil, reflex.NewSpec(log.Stream, reflextest.NewCursorStore(), c))
 	}()
 	for {
 		time.Sleep(100 * time.Millisecond)

@@ -1,9 +1,6 @@
 package metrics
 
 import (
-	"context"
-	"sync/atomic"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,40 +28,4 @@ func BatchBufferLength(name string) prometheus.Gauge {
 // name.
 func KeyedInFlight(name string) prometheus.Gauge {
 	return keyedInFlight.WithLabelValues(name)
-}
-
-// RunProgress records whether a run of reflex.Run consumed an event: rpatterns
-// attaches one to the context of each run it starts (WithRunProgress), and
-// reflex.Run marks it (Consumed) after each event whose cursor it set, so
-// that RunForever can tell a run that made progress from one that failed at
-// once. The zero value is ready to use; it is safe for concurrent use.
-type RunProgress struct {
-	consumed atomic.Bool
-}
-
-type runProgressKey struct{}
-
-// WithRunProgress returns a copy of ctx that carries p (a nil p hides any p
-// of ctx, for a nested run).
-func WithRunProgress(ctx context.Context, p *RunProgress) context.Context {
-	return context.WithValue(ctx, runProgressKey{}, p)
-}
-
-// RunProgressFrom returns the RunProgress ctx carries, or nil. Look it up
-// once per run, not once per event.
-func RunProgressFrom(ctx context.Context) *RunProgress {
-	p, _ := ctx.Value(runProgressKey{}).(*RunProgress)
-	return p
-}
-
-// Consumed records that the run consumed an event. It is a no-op on a nil p.
-func (p *RunProgress) Consumed() {
-	if p != nil && !p.consumed.Load() {
-		p.consumed.Store(true)
-	}
-}
-
-// HasConsumed reports whether Consumed was called.
-func (p *RunProgress) HasConsumed() bool {
-	return p != nil && p.consumed.Load()
 }
