@@ -21,14 +21,19 @@ const (
 	expectedErrDelay = 100 * time.Millisecond
 	// minErrDelay follows a failed run when the runs before it made
 	// progress; it doubles for each run in a row that failed without.
-	minErrDelay = time.Second
-	// maxErrDelay caps the doubling, and follows a permanent error
-	// (reflex.ErrInvalidCursor). A run that lasted at least this long
-	// counts as having made progress.
-	maxErrDelay = time.Minute
+	minErrDelay = 125 * time.Millisecond
+	// maxErrDelay caps the doubling: a source that comes back after an
+	// outage of any length is retried within a second.
+	maxErrDelay = time.Second
 	// maxDoublings is the number of failures in a row after which the wait
 	// is maxErrDelay: minErrDelay<<maxDoublings >= maxErrDelay.
-	maxDoublings = 6
+	maxDoublings = 3
+	// permanentErrDelay follows a permanent error
+	// (reflex.ErrInvalidCursor), which retrying cannot fix.
+	permanentErrDelay = time.Minute
+	// longRun is how long a run must last to count as having made
+	// progress even if it consumed nothing.
+	longRun = time.Minute
 )
 
 // randFloat64 returns a number in [0, 1) for jitter; tests replace it.
@@ -45,13 +50,15 @@ var errStopRunning = errors.New("rpatterns: run forever: context done")
 //     server;
 //   - 1 minute after an error wrapping reflex.ErrInvalidCursor, a
 //     permanent error;
-//   - after any other error, 1s, doubled for each run in a row before it
-//     that failed without making progress (2s, 4s, ...), up to 1 minute.
+//   - after any other error, 125ms, doubled for each run in a row before
+//     it that failed without making progress (250ms, 500ms), up to 1s.
 //
 // A run made progress if it consumed at least one event, or lasted at
 // least 1 minute. So a run that made progress and then failed is retried
-// after 1s, whatever failed before it; a run that fails at once again and
-// again is retried after 1s, 2s, 4s, ... and never in a tight loop. (A
+// after 125ms, whatever failed before it; a run that fails at once again
+// and again (a database or peer that is down) is retried after 125ms,
+// 250ms, 500ms, then every second: never in a tight loop, and within a
+// second of the source coming back, however long it was away. (A
 // permanent error counts as the longest run of failures.) Each wait is
 // randomly shortened by up to half (jitter), so that consumers failing
 // together do not retry together.
@@ -134,7 +141,7 @@ func runOnce(runCtx context.Context, spec reflex.Spec, b *backoff) time.Duration
 	if runCtx.Err() != nil {
 		return 0 // cancelled: no wait, go back to getCtx (and ctx)
 	}
-	return b.next(err, p.HasConsumed() || time.Since(start) >= maxErrDelay)
+	return b.next(err, p.HasConsumed() || time.Since(start) >= longRun)
 }
 
 // backoff counts the runs in a row that failed without progress.
@@ -153,7 +160,7 @@ func (b *backoff) next(err error, progressed bool) time.Duration {
 		return expectedErrDelay
 	case errors.Is(err, reflex.ErrInvalidCursor):
 		b.failures = maxDoublings
-		return maxErrDelay
+		return permanentErrDelay
 	}
 	d := min(minErrDelay<<b.failures, maxErrDelay)
 	b.failures = min(b.failures+1, maxDoublings)

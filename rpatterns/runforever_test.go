@@ -62,15 +62,15 @@ func gaps(d []time.Duration) []time.Duration {
 }
 
 func TestRunForeverBackoff(t *testing.T) {
-	s := time.Second
+	b, s := minErrDelay, time.Second
 	tests := []struct {
 		name string
 		err  error
 		rand float64
 		want []time.Duration
 	}{
-		{"unexpected doubles", errTest, 0, []time.Duration{s, 2 * s, 4 * s, 8 * s, 16 * s, 32 * s, 60 * s, 60 * s}},
-		{"unexpected jittered", errTest, 0.5, []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 3 * s}},
+		{"unexpected doubles", errTest, 0, []time.Duration{b, 2 * b, 4 * b, s, s, s, s, s}},
+		{"unexpected jittered", errTest, 0.5, []time.Duration{b * 3 / 4, b * 3 / 2, b * 3}},
 		{"expected short", reflex.ErrStopped, 0, []time.Duration{100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}},
 		{"expected jittered", reflex.ErrStopped, 0.999999, []time.Duration{50*time.Millisecond + 50*time.Nanosecond, 50*time.Millisecond + 50*time.Nanosecond}},
 	}
@@ -126,8 +126,8 @@ func TestRunForeverBackoffRestarts(t *testing.T) {
 		}
 		cancel()
 		<-res
-		s := time.Second
-		want := []time.Duration{s, 2 * s, 4 * s, 2*time.Minute + s, 2 * s}
+		b := minErrDelay
+		want := []time.Duration{b, 2 * b, 4 * b, 2*time.Minute + b, 2 * b}
 		if got := gaps(c.runs())[:5]; !slices.Equal(got, want) {
 			t.Errorf("delays between runs = %v, want %v", got, want)
 		}
@@ -309,10 +309,10 @@ type resetHook struct {
 func (c *resetHook) Reset(context.Context) error { c.reset(); return nil }
 
 // TestRunForeverProgressResetsBackoff: a run that consumed an event and
-// then failed is retried after the base backoff (1s), every time; each run
-// in a row that fails at once doubles the wait.
+// then failed is retried after the base backoff (125ms), every time; each
+// run in a row that fails at once doubles the wait.
 func TestRunForeverProgressResetsBackoff(t *testing.T) {
-	s := time.Second
+	s := minErrDelay
 	tests := []struct {
 		name     string
 		progress []int // events consumed by each run before it fails
@@ -335,7 +335,7 @@ func TestRunForeverProgressResetsBackoff(t *testing.T) {
 
 // TestRunForeverJitterBounds: with random jitter, the wait after the k-th
 // run in a row that failed at once lies in (d/2, d] for
-// d = min(1s<<k, 1 minute).
+// d = min(125ms<<k, 1s).
 func TestRunForeverJitterBounds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := &runCounter{name: "rf", err: errTest, begin: time.Now()}
@@ -352,7 +352,7 @@ func TestRunForeverJitterBounds(t *testing.T) {
 		cancel()
 		<-res
 		for k, g := range gaps(c.runs())[:runs] {
-			d := min(time.Second<<k, time.Minute)
+			d := min(minErrDelay<<k, time.Second)
 			if g <= d/2 || g > d {
 				t.Errorf("wait %d = %v, want in (%v, %v]", k, g, d/2, d)
 			}
@@ -387,7 +387,7 @@ func TestRunForeverInvalidCursor(t *testing.T) {
 
 // TestBackoffPolicy pins the waits of the policy RunForever documents.
 func TestBackoffPolicy(t *testing.T) {
-	s := time.Second
+	s := minErrDelay
 	var b backoff
 	steps := []struct {
 		err        error
@@ -401,7 +401,7 @@ func TestBackoffPolicy(t *testing.T) {
 		{errTest, true, s},
 		{errTest, false, 2 * s},
 		{fmt.Errorf("x: %w", reflex.ErrInvalidCursor), false, time.Minute},
-		{errTest, false, time.Minute},
+		{errTest, false, time.Second},
 		{context.Canceled, true, 100 * time.Millisecond},
 		{errTest, false, s},
 		{errTest, false, 2 * s},
