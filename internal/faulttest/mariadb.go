@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -38,10 +37,6 @@ const (
 	// pingTimeout bounds one ping (connect, handshake and COM_PING), so
 	// that a frozen server fails it instead of hanging it.
 	pingTimeout = 2 * time.Second
-	// portLo and portHi bound the ports tried: below Linux's ephemeral
-	// range (32768-60999), so that no outgoing connection takes the port
-	// while the server is down between a stop and a restart.
-	portLo, portHi = 20000, 32000
 )
 
 // mariadbdArgs are the server options besides paths and port: small
@@ -134,10 +129,7 @@ func StartMariaDB(tb testing.TB) *MariaDB {
 
 	tb.Cleanup(m.kill) // runs before the directory is removed
 	for attempt := 1; ; attempt++ {
-		m.port = portLo + rand.IntN(portHi-portLo)
-		if !portFree(m.port) {
-			continue
-		}
+		m.port = FreePort(tb)
 		_, err := m.Start(ctx)
 		if err == nil {
 			return m
@@ -160,15 +152,6 @@ func lookBin(name string, paths ...string) string {
 		}
 	}
 	return ""
-}
-
-func portFree(port int) bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	_ = ln.Close()
-	return true
 }
 
 // Addr returns the server's address, 127.0.0.1:port. It does not change

@@ -41,6 +41,7 @@ type Proxy struct {
 
 	accepted atomic.Int64
 	cut      atomic.Int64
+	waiting  atomic.Int64 // accepted connections not yet connected to the target
 	toTarget atomic.Int64 // bytes read from clients, not yet written to the target
 	toClient atomic.Int64 // bytes read from the target, not yet written to clients
 
@@ -159,6 +160,9 @@ func (p *Proxy) Refuse(on bool) {
 type ProxyStats struct {
 	// Open is the number of open client connections.
 	Open int
+	// Waiting is the number of open client connections not yet connected
+	// to the target: accepted during a partition, or being dialled.
+	Waiting int
 	// Accepted counts the connections accepted so far, refused ones
 	// included; Cut counts those reset by Cut.
 	Accepted, Cut int64
@@ -174,6 +178,7 @@ func (p *Proxy) Stats() ProxyStats {
 	p.mu.Unlock()
 	return ProxyStats{
 		Open:         open,
+		Waiting:      int(p.waiting.Load()),
 		Accepted:     p.accepted.Load(),
 		Cut:          p.cut.Load(),
 		HeldToTarget: p.toTarget.Load(),
@@ -313,6 +318,14 @@ func (p *Proxy) handle(c net.Conn) {
 
 	// During a partition nothing reaches the target, not even the
 	// connection: dial only once traffic flows.
+	p.waiting.Add(1)
+	connected := false
+	defer func() {
+		if !connected {
+			connected = true
+	p.waiting.Add(-1)
+		}
+	}()
 	if !p.waitFlowing(l) {
 		return
 	}
@@ -331,6 +344,8 @@ func (p *Proxy) handle(c net.Conn) {
 		closeConn(s, true)
 		return
 	}
+	connected = true
+	p.waiting.Add(-1)
 
 	var wg sync.WaitGroup
 	up := p.pipe(&wg, l, c, s, &p.toTarget)

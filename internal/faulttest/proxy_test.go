@@ -258,7 +258,10 @@ func TestProxyBlackholeAndHeal(t *testing.T) {
 	if _, err := c2.Write([]byte("new")); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "accepted", func() (int64, bool) { n := p.Stats().Accepted; return n, n == 2 })
+	poll(t, "a connection waiting", func() (int64, bool) { n := p.Stats().Waiting; return int64(n), n == 1 })
+	if s := p.Stats(); s.Open != 2 || s.Accepted != 2 {
+		t.Errorf("Stats() = %+v during the partition, want 2 open connections", s)
+	}
 	// Nothing comes back (a timed negative check: it cannot fail spuriously).
 	_ = c1.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if n, err := c1.Read(make([]byte, 8)); !isTimeout(err) {
@@ -284,6 +287,9 @@ func TestProxyBlackholeAndHeal(t *testing.T) {
 		t.Fatalf("after Heal read %q, %v on the new connection", got, err)
 	}
 	roundTrip(t, c1, "after")
+	if s := p.Stats(); s.Waiting != 0 {
+		t.Errorf("Stats() = %+v after Heal, want no connection waiting", s)
+	}
 	// The count drops just after each write returns.
 	poll(t, "held bytes after Heal", func() (int64, bool) {
 		s := p.Stats()
