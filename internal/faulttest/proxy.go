@@ -323,7 +323,7 @@ func (p *Proxy) handle(c net.Conn) {
 	defer func() {
 		if !connected {
 			connected = true
-	p.waiting.Add(-1)
+			p.waiting.Add(-1)
 		}
 	}()
 	if !p.waitFlowing(l) {
