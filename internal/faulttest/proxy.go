@@ -307,7 +307,6 @@ func (p *Proxy) handle(c net.Conn) {
 		return
 	}
 	p.links[l] = struct{}{}
-	target := p.target
 	p.mu.Unlock()
 	defer func() {
 		l.close(false)
@@ -322,7 +321,6 @@ func (p *Proxy) handle(c net.Conn) {
 	connected := false
 	defer func() {
 		if !connected {
-			connected = true
 			p.waiting.Add(-1)
 		}
 	}()
@@ -330,7 +328,7 @@ func (p *Proxy) handle(c net.Conn) {
 		return
 	}
 	p.mu.Lock()
-	target = p.target
+	target := p.target
 	p.mu.Unlock()
 	dctx, dcancel := context.WithTimeout(l.ctx, dialTimeout)
 	var d net.Dialer
