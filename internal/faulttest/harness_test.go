@@ -264,6 +264,9 @@ func (l *ledger) checkFinal(t *testing.T) {
 	}
 	t.Logf("committed %d events (%d more inserts failed), %d deliveries (%d redelivered), %d runs, %d run errors",
 		len(l.committed), l.failed, len(l.times), len(l.times)-len(l.consumed), l.runs, l.errCount)
+	for _, e := range l.errs[max(0, len(l.errs)-3):] {
+		t.Logf("  last run errors: at %s (%s): %s", e.at.Format("15:04:05.000"), e.where, e.err)
+	}
 }
 
 // logErrors logs the last run errors, up to n.
