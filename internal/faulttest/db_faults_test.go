@@ -21,12 +21,23 @@ import (
 )
 
 const (
-	// outage is how long a stopped or frozen database stays down: the
-	// fault itself, not a wait for anything.
-	outage = 1500 * time.Millisecond
+	// faults is how many faults each scenario injects; the i-th (from 1)
+	// lasts outage(i).
+	faults = 2
 	// produceEvery is the producers' insert period during tail scenarios.
 	produceEvery = 5 * time.Millisecond
 )
+
+// outage returns how long the i-th fault of a scenario (from 1) keeps a
+// peer down, the fault itself rather than a wait for anything: 1.5 s,
+// then 4 s, long enough for a retry delay that grows with each failure to
+// exceed the recovery target.
+func outage(i int) time.Duration {
+	if i == 1 {
+		return 1500 * time.Millisecond
+	}
+	return 4 * time.Second
+}
 
 // skipShort skips a fault scenario in -short mode: each takes seconds to
 // minutes.
@@ -125,19 +136,21 @@ func backlogLeft(l *ledger) int {
 // (a backlog of 3000 events, 1 ms of work each, read 100 at a time so that
 // what the stream has read ahead does not last through the outage) and
 // mid tail (events produced every 5 ms), with SIGTERM, SIGKILL or SIGSTOP
-// (frozen), for 1.5 s, then starts (or thaws) it again. After each fault: the first new event
+// (frozen), for 1.5 s then 4 s, then starts (or thaws) it again. Mid
+// cursor flush: the same with a flush statement held in flight when the
+// server stops. After each fault: the first new event
 // within recoveryTarget of the server answering a ping, and the stored
 // cursor not ahead of consumption; at the end: every committed event
 // consumed, in order within each run, no noop, a bounded shutdown.
 func TestDatabaseOutage(t *testing.T) {
 	skipShort(t)
 	m := faulttest.StartMariaDB(t)
-	stop := func(sig syscall.Signal) func(t *testing.T) time.Time {
-		return func(t *testing.T) time.Time {
+	stop := func(sig syscall.Signal) func(t *testing.T, i int) time.Time {
+		return func(t *testing.T, i int) time.Time {
 			if err := m.Stop(t.Context(), sig); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(outage) // the outage itself
+			time.Sleep(outage(i)) // the outage itself
 			reachable, err := m.Start(t.Context())
 			if err != nil {
 				t.Fatal(err)
@@ -145,11 +158,11 @@ func TestDatabaseOutage(t *testing.T) {
 			return reachable
 		}
 	}
-	freeze := func(t *testing.T) time.Time {
+	freeze := func(t *testing.T, i int) time.Time {
 		if err := m.Freeze(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(outage) // the outage itself
+		time.Sleep(outage(i)) // the outage itself
 		if err := m.Thaw(); err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +183,7 @@ func TestDatabaseOutage(t *testing.T) {
 		name    string
 		backlog int
 		cfg     consumerConfig
-		fault   func(t *testing.T) time.Time
+		fault   func(t *testing.T, i int) time.Time
 	}{
 		{"catch-up/SIGTERM", 3000, catchUp, stop(syscall.SIGTERM)},
 		{"catch-up/SIGKILL", 3000, catchUp, stop(syscall.SIGKILL)},
@@ -194,7 +207,7 @@ func TestDatabaseOutage(t *testing.T) {
 				}
 			})
 
-			for i := 1; i <= 2; i++ {
+			for i := 1; i <= faults; i++ {
 				waitDelivered(t, l, l.delivered(), 500)
 				if tc.backlog > 0 {
 					left := backlogLeft(l)
@@ -203,8 +216,9 @@ func TestDatabaseOutage(t *testing.T) {
 						t.Errorf("fault %d: only %d events left to consume: not mid catch-up", i, left)
 					}
 				}
-				reachable := tc.fault(t)
-				recovery(t, l, fmt.Sprintf("fault %d", i), reachable)
+				start := time.Now()
+				reachable := tc.fault(t, i)
+				recovery(t, l, fmt.Sprintf("fault %d", i), start, reachable)
 				c.checkStored(t, s.db, fmt.Sprintf("after fault %d", i))
 			}
 			p.stop()
@@ -234,25 +248,28 @@ func TestDatabaseOutage(t *testing.T) {
 				}
 			})
 
-			for i := 1; i <= 2; i++ {
+			for i := 1; i <= faults; i++ {
 				waitDelivered(t, l, l.delivered(), 300)
 				px.Blackhole()
-				// A flush sends its statement, or connects, and hangs.
+				// A flush connects, or sends its statement, or waits for
+				// the answer, and hangs.
 				waitFor(t, "a cursor flush in flight", func() (int64, bool) {
 					st := px.Stats()
-					return st.HeldToTarget, st.HeldToTarget > 0 || st.Waiting > 0
+					held := st.HeldToTarget + st.HeldToClient
+					return held, held > 0 || st.Waiting > 0
 				})
 				consumed := l.maxConsumed()
+				start := time.Now()
 				if err := m.Stop(t.Context(), sig); err != nil {
 					t.Fatal(err)
 				}
 				px.Heal() // the held statement meets a dead server
-				time.Sleep(outage)
+				time.Sleep(outage(i))
 				reachable, err := m.Start(t.Context())
 				if err != nil {
 					t.Fatal(err)
 				}
-				recovery(t, l, fmt.Sprintf("fault %d", i), reachable)
+				recovery(t, l, fmt.Sprintf("fault %d", i), start, reachable)
 				c.checkStored(t, s.db, fmt.Sprintf("after fault %d", i))
 				// The cursor of the failed flush is written later.
 				c.waitStoredAtLeast(t, s.db, consumed)
@@ -378,6 +395,7 @@ func TestStatementKills(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			waitDelivered(t, l, l.delivered(), 100)
 			runs := l.runCount()
+			start := time.Now()
 			k.lock()
 			t.Cleanup(func() { // if the test fails while locked; the unlocks are idempotent
 				q := "UNLOCK TABLES"
@@ -403,7 +421,7 @@ func TestStatementKills(t *testing.T) {
 			k.unlock()
 			reachable := time.Now()
 			t.Logf("%s killed %d statements: %q", k.kill, len(killed), killed)
-			recovery(t, l, k.name, reachable)
+			recovery(t, l, k.name, start, reachable)
 			t.Logf("runs started since the kill: %d", l.runCount()-runs)
 			c.checkStored(t, s.db, "after "+k.name)
 			c.waitStoredAtLeast(t, s.db, consumed)

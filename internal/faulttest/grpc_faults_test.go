@@ -129,14 +129,19 @@ type grpcConsumer struct {
 	r       *runner
 }
 
-func startGRPCConsumer(t *testing.T, l *ledger, conn *grpc.ClientConn, db *sql.DB, work time.Duration) *grpcConsumer {
+func startGRPCConsumer(t *testing.T, l *ledger, conn *grpc.ClientConn, db *sql.DB) *grpcConsumer {
 	t.Helper()
-	c := &grpcConsumer{name: uniqueName("grpc-consumer"), cursors: rsql.NewCursorsTable("cursors")}
+	return startGRPCConsumerNamed(t, l, conn, db, uniqueName("grpc-consumer"))
+}
+
+func startGRPCConsumerNamed(t *testing.T, l *ledger, conn *grpc.ClientConn, db *sql.DB, name string) *grpcConsumer {
+	t.Helper()
+	c := &grpcConsumer{name: name, cursors: rsql.NewCursorsTable("cursors")}
 	t.Cleanup(func() { _ = c.cursors.Close() })
 	spec := reflex.NewSpec(
 		spyStream(l, reflex.GRPCStreamFunc(conn)),
 		spyStore{CursorStore: c.cursors.ToStore(db), l: l},
-		&consumer{name: c.name, l: l, work: work},
+		&consumer{name: c.name, l: l},
 	)
 	c.r = startRunner(t, spec)
 	return c
@@ -157,8 +162,8 @@ func serverStream(t *testing.T, db *sql.DB, opts ...rsql.EventsOption) reflex.St
 // TestGRPCFaults runs a consumer of a real gRPC server (an rsql stream
 // served by reflex.Server) through a proxy, while events are produced
 // every 5 ms, and injects faults twice each: a server restart (stopped for
-// 1 s, then started on the same port), a cut of every connection, and a
-// partition of 1.5 s. After each fault: the first new event within
+// 1.5 s then 4 s, then started on the same port), a cut of every
+// connection, and a partition (1.5 s, then 4 s). After each fault: the first new event within
 // recoveryTarget of the server accepting again (restart), of the cut (the
 // server stays reachable), or of the partition healing; the stored cursor
 // not ahead of consumption. At the end: every committed event consumed,
@@ -167,22 +172,22 @@ func TestGRPCFaults(t *testing.T) {
 	skipShort(t)
 	for _, tc := range []struct {
 		name  string
-		fault func(t *testing.T, srv *grpcServer, px *faulttest.Proxy) time.Time
+		fault func(t *testing.T, i int, srv *grpcServer, px *faulttest.Proxy) time.Time
 	}{
-		{"restart", func(t *testing.T, srv *grpcServer, _ *faulttest.Proxy) time.Time {
+		{"restart", func(t *testing.T, i int, srv *grpcServer, _ *faulttest.Proxy) time.Time {
 			srv.stop()
-			time.Sleep(time.Second) // the outage itself
+			time.Sleep(outage(i)) // the outage itself
 			return srv.start(t)
 		}},
-		{"cut", func(t *testing.T, _ *grpcServer, px *faulttest.Proxy) time.Time {
+		{"cut", func(t *testing.T, _ int, _ *grpcServer, px *faulttest.Proxy) time.Time {
 			if n := px.Cut(); n == 0 {
 				t.Error("Cut found no connection to cut")
 			}
 			return time.Now()
 		}},
-		{"blackhole", func(t *testing.T, _ *grpcServer, px *faulttest.Proxy) time.Time {
+		{"blackhole", func(t *testing.T, i int, _ *grpcServer, px *faulttest.Proxy) time.Time {
 			px.Blackhole()
-			time.Sleep(outage) // the partition itself
+			time.Sleep(outage(i)) // the partition itself
 			px.Heal()
 			return time.Now()
 		}},
@@ -192,14 +197,15 @@ func TestGRPCFaults(t *testing.T) {
 			l := newLedger()
 			srv := startGRPCServer(t, serverStream(t, s.db))
 			px := faulttest.NewProxy(t, srv.addr())
-			c := startGRPCConsumer(t, l, dialGRPC(t, px.Addr()), s.db, 0)
+			c := startGRPCConsumer(t, l, dialGRPC(t, px.Addr()), s.db)
 			p := startProducer(t, l, s.db, s.events, produceEvery)
 			t.Cleanup(px.Heal) // before the consumer's cleanup
 
-			for i := 1; i <= 2; i++ {
+			for i := 1; i <= faults; i++ {
 				waitDelivered(t, l, l.delivered(), 300)
-				reachable := tc.fault(t, srv, px)
-				recovery(t, l, fmt.Sprintf("fault %d", i), reachable)
+				start := time.Now()
+				reachable := tc.fault(t, i, srv, px)
+				recovery(t, l, fmt.Sprintf("fault %d", i), start, reachable)
 				c.checkStored(t, s.db, l, fmt.Sprintf("after fault %d", i))
 			}
 			p.stop()
@@ -268,17 +274,24 @@ func (c *countedClient) Close() error {
 }
 
 const (
-	// stalledChildEnv, when set to a server address, makes
-	// TestGRPCStalledClients run as a client process that opens a stream
-	// and never reads it.
-	stalledChildEnv = "FAULTTEST_STALLED_CLIENT_ADDR"
+	// stalledChildEnv, when set, makes TestGRPCStalledClients run as a
+	// client process that reads some events of a stream and then stops
+	// reading it (see stalledChild).
+	stalledChildEnv = "FAULTTEST_STALLED_CLIENT"
 	// stalledStreamBudget bounds the server memory one stalled stream may
-	// hold: the per-stream buffer the server documents, plus gRPC's own
-	// buffers.
+	// hold: the per-stream buffer the server bounds (1 MiB by default),
+	// one message in gRPC's hands (up to 1 MiB) and its 64 KiB write
+	// quota, and a chunk of rows read ahead by the source.
 	stalledStreamBudget = 4 << 20
-	// stalledBacklog events of stalledMetaSize bytes of metadata: more
-	// than any per-stream buffer should hold.
-	stalledBacklog, stalledMetaSize = 8000, 1024
+	// A stalled client reads stalledReads events (a client that stopped
+	// reading after a while: its source reads bigger chunks by then), the
+	// i-th (from 0) starting after event i*stalledSpacing, so that no two
+	// hold the same events (which a source may share between its streams);
+	// the backlog of events with stalledMetaSize bytes of metadata is
+	// more than any of them can buffer.
+	stalledReads, stalledSpacing, stalledMetaSize = 6000, 2000, 1024
+	stalledClients                                = 8 // 4 StreamBatch, 4 Stream
+	stalledBacklog                                = (stalledClients-1)*stalledSpacing + stalledReads + 12000
 	// quiet is how long the server's reads must stand still before the
 	// stalled streams are taken to be full.
 	quiet = time.Second
@@ -293,15 +306,15 @@ func liveHeap() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// startStalledClient starts a client process that opens a stream from
-// the start of addr's events and never reads it, and returns a function
-// that ends it (closes its stdin and waits). It is ended (killed if need
-// be) when the test ends, and ends itself if the test binary dies (its
-// stdin closes).
-func startStalledClient(t *testing.T, addr, rpc string) (end func()) {
+// startStalledClient starts a client process that streams addr's events
+// with rpc after cursor after, reads stalledReads of them and stops
+// reading, and returns a function that ends it (closes its stdin and
+// waits). It is ended (killed if need be) when the test ends, and ends
+// itself if the test binary dies (its stdin closes).
+func startStalledClient(t *testing.T, addr, rpc string, after int) (end func()) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestGRPCStalledClients$", "-test.count=1")
-	cmd.Env = append(os.Environ(), stalledChildEnv+"="+rpc+" "+addr)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %s", stalledChildEnv, rpc, after, addr))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -327,19 +340,24 @@ func startStalledClient(t *testing.T, addr, rpc string) (end func()) {
 	})
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		if sc.Text() == "open" {
+		if sc.Text() == "stalled" {
 			return end
 		}
 	}
-	t.Fatalf("stalled client did not open its stream (%v)", sc.Err())
+	t.Fatalf("stalled client did not read its %d events (%v)", stalledReads, sc.Err())
 	return nil
 }
 
 // stalledChild is the client process of startStalledClient: arg is the
 // RPC ("StreamBatch", as reflex.GRPCStreamFunc uses, or "Stream", one
-// event per message, as clients built before batches) and the address.
+// event per message, as clients built before batches), the cursor and the
+// address.
 func stalledChild(t *testing.T, arg string) {
-	rpc, addr, _ := strings.Cut(arg, " ")
+	f := strings.Fields(arg)
+	if len(f) != 3 {
+		t.Fatalf("%s=%q: want RPC, cursor and address", stalledChildEnv, arg)
+	}
+	rpc, after, addr := f[0], f[1], f[2]
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -352,13 +370,17 @@ func stalledChild(t *testing.T, arg string) {
 			return rc.Stream(ctx, req)
 		})
 	}
-	cl, err := sFn(t.Context(), "")
+	cl, err := sFn(t.Context(), after)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Println("open")
-	_, _ = io.Copy(io.Discard, os.Stdin) // never read cl: until the test closes stdin or dies
-	_ = cl
+	for i := 0; i < stalledReads; i++ {
+		if _, err := cl.Recv(); err != nil {
+			t.Fatalf("stalled client: Recv %d: %v", i, err)
+		}
+	}
+	fmt.Println("stalled")
+	_, _ = io.Copy(io.Discard, os.Stdin) // read no more: until the test closes stdin or dies
 }
 
 // waitQuiet waits until n has not changed for quiet (the streams are
@@ -381,24 +403,24 @@ func waitQuiet(t *testing.T, what string, n func() int64) {
 	}
 }
 
-// TestGRPCStalledClients opens streams from clients that never read (in
-// other processes, so that only the server's memory is in this one) over
-// a backlog of 8000 events with 1 KiB of metadata, and measures the live
-// heap the server holds per stalled stream (the growth from the second to
-// the fourth stream, past what the first ones share), against
-// stalledStreamBudget, for StreamBatch and for Stream clients.
-// Then a slow consumer (through a proxy adding 20 ms of latency each way)
-// consumes every event while the stalled streams stay open, and the
-// server ends the stalled streams once their clients go.
+// TestGRPCStalledClients streams from clients that read 6000 events and
+// then stop reading (in other processes, so that only the server's memory
+// is in this one) over a backlog of events with 1 KiB of metadata, each
+// client 2000 events after the previous one, and measures the live heap
+// the server holds per stalled stream (the growth from the second to the
+// fourth stream, past what the first ones share) against
+// stalledStreamBudget, for StreamBatch and for Stream clients. Then a slow
+// consumer (through a proxy adding 20 ms of latency each way), starting at
+// the head, consumes every event produced while the stalled streams stay
+// open, and the server ends the stalled streams once their clients go.
 func TestGRPCStalledClients(t *testing.T) {
-	if addr := os.Getenv(stalledChildEnv); addr != "" {
-		stalledChild(t, addr)
+	if arg := os.Getenv(stalledChildEnv); arg != "" {
+		stalledChild(t, arg)
 		return
 	}
 	skipShort(t)
 	s := newDBSetup(t)
-	l := newLedger()
-	insertBacklog(t, l, s.db, s.events, stalledBacklog, stalledMetaSize)
+	insertBacklog(t, newLedger(), s.db, s.events, stalledBacklog, stalledMetaSize)
 	var cs countingStream
 	srv := startGRPCServer(t, cs.wrap(serverStream(t, s.db, rsql.WithEventMetadataField("metadata"))))
 
@@ -409,7 +431,7 @@ func TestGRPCStalledClients(t *testing.T) {
 		heap := func(n int) uint64 {
 			t.Helper()
 			for len(ends)-first < n {
-				ends = append(ends, startStalledClient(t, srv.addr(), rpc))
+				ends = append(ends, startStalledClient(t, srv.addr(), rpc, len(ends)*stalledSpacing))
 			}
 			waitFor(t, "stalled streams opened", func() (int64, bool) { o := cs.open.Load(); return o, o == int64(len(ends)) })
 			waitQuiet(t, "the server's reads", cs.reads.Load)
@@ -420,17 +442,26 @@ func TestGRPCStalledClients(t *testing.T) {
 		reads := (cs.reads.Load() - reads0) / 2
 		h4 := heap(4)
 		per := (int64(h4) - int64(h2)) / 2
-		t.Logf("RESULT %s: %s: live heap %.1f MiB before, %.1f MiB with 2 more stalled streams, %.1f MiB with 4: %.2f MiB per stalled stream (%d events of %d B metadata read from the source per stream)",
-			t.Name(), rpc, mib(h0), mib(h2), mib(h4), float64(per)/(1<<20), reads, stalledMetaSize)
+		t.Logf("RESULT %s: %s: live heap %.1f MiB before, %.1f MiB with 2 stalled streams, %.1f MiB with 4: %.2f MiB per stalled stream (%d events of %d B metadata read from the source per stream, %d received by the client)",
+			t.Name(), rpc, mib(h0), mib(h2), mib(h4), float64(per)/(1<<20), reads, stalledMetaSize, stalledReads)
 		if per > stalledStreamBudget {
 			t.Errorf("%s: a stalled stream holds %.1f MiB of server memory, want <= %.1f MiB", rpc, float64(per)/(1<<20), float64(stalledStreamBudget)/(1<<20))
 		}
 	}
 
-	// A slow consumer is served in full meanwhile.
+	// A slow consumer, from the head, is served in full meanwhile.
+	l := newLedger()
 	px := faulttest.NewProxy(t, srv.addr())
 	px.SetLatency(20 * time.Millisecond)
-	c := startGRPCConsumer(t, l, dialGRPC(t, px.Addr()), s.db, 0)
+	conn := dialGRPC(t, px.Addr())
+	name := uniqueName("slow-consumer")
+	if _, err := s.db.ExecContext(t.Context(), "INSERT INTO cursors (id, last_event_id, updated_at) VALUES (?, ?, NOW(6))", name, stalledBacklog); err != nil {
+		t.Fatal(err)
+	}
+	c := startGRPCConsumerNamed(t, l, conn, s.db, name)
+	p := startProducer(t, l, s.db, s.events, produceEvery)
+	waitDelivered(t, l, 0, 300)
+	p.stop()
 	waitAllConsumed(t, l)
 	shutdown(t, c.r, c.cursors, nil)
 	c.checkStored(t, s.db, l, "after shutdown")

@@ -33,10 +33,10 @@ const (
 	recoveryTarget = 2 * time.Second
 	// shutdownBound bounds the time from cancelling a consumer's run to
 	// RunForever returning, and the time CursorsTable.Close takes, even
-	// while the database does not answer: the flush timeout the library
-	// documents for its final flush and for Close, plus a margin for a
-	// busy machine.
-	shutdownBound = 5 * time.Second
+	// while the database does not answer: the 10 s the library documents
+	// as the timeout of Run's final flush and of the flush of Close, plus
+	// a margin for a busy machine.
+	shutdownBound = 12 * time.Second
 )
 
 // Hang guards: long enough for any slow machine, short enough that a
@@ -269,13 +269,15 @@ func (l *ledger) checkFinal(t *testing.T) {
 	}
 }
 
-// logErrors logs the last run errors, up to n.
-func (l *ledger) logErrors(t *testing.T, n int) {
+// logErrors logs the run errors since start (up to the last 50 kept).
+func (l *ledger) logErrors(t *testing.T, start time.Time) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, e := range l.errs[max(0, len(l.errs)-n):] {
-		t.Logf("  run error at %s (%s): %s", e.at.Format("15:04:05.000"), e.where, e.err)
+	for _, e := range l.errs {
+		if !e.at.Before(start) {
+			t.Logf("  run error at %s (%s): %s", e.at.Format("15:04:05.000"), e.where, e.err)
+		}
 	}
 }
 
@@ -367,7 +369,14 @@ func startRunner(t *testing.T, spec reflex.Spec) *runner {
 		defer close(r.done)
 		rpatterns.RunForever(func() context.Context { return ctx }, spec)
 	}()
-	t.Cleanup(func() { cancel(); <-r.done })
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(recoveryGuard): // a hang guard
+			t.Errorf("RunForever did not return %v after the test cancelled it", recoveryGuard)
+		}
+	})
 	return r
 }
 
@@ -499,8 +508,9 @@ func waitAllConsumed(t *testing.T, l *ledger) {
 
 // recovery waits for the first new event (not a redelivery) consumed at
 // or after reachable, the moment the faulty peer was reachable again, logs
-// the delay and checks it against recoveryTarget.
-func recovery(t *testing.T, l *ledger, what string, reachable time.Time) time.Duration {
+// the delay and checks it against recoveryTarget; if it is too late, it
+// logs the run errors since start, when the fault began.
+func recovery(t *testing.T, l *ledger, what string, start, reachable time.Time) time.Duration {
 	t.Helper()
 	var at time.Time
 	err := testguard.Poll(recoveryGuard, 5*time.Millisecond, what+": first event after the fault", func() (int64, bool, error) {
@@ -509,16 +519,16 @@ func recovery(t *testing.T, l *ledger, what string, reachable time.Time) time.Du
 		return 0, ok, nil
 	})
 	if err != nil {
-		l.logErrors(t, 10)
+		l.logErrors(t, start)
 		t.Fatal(err)
 	}
 	d := at.Sub(reachable)
 	last, _ := l.lastBefore(reachable)
-	t.Logf("RESULT %s: %s: recovery %v (reachable at %s; last event before it at %s)", t.Name(), what,
-		d.Round(time.Millisecond), reachable.Format("15:04:05.000"), last.Format("15:04:05.000"))
+	t.Logf("RESULT %s: %s: recovery %v (fault at %s, reachable at %s; last event before at %s)", t.Name(), what,
+		d.Round(time.Millisecond), start.Format("15:04:05.000"), reachable.Format("15:04:05.000"), last.Format("15:04:05.000"))
 	if d > recoveryTarget {
-		t.Errorf("%s: first event consumed %v after the peer was reachable again, want <= %v", what, d.Round(time.Millisecond), recoveryTarget)
-		l.logErrors(t, 6)
+		t.Errorf("%s: first new event consumed %v after the peer was reachable again, want <= %v", what, d.Round(time.Millisecond), recoveryTarget)
+		l.logErrors(t, start)
 	}
 	return d
 }
@@ -560,19 +570,23 @@ func shutdown(t *testing.T, r *runner, cursors *rsql.CursorsTable, heal func()) 
 func stopRunner(t *testing.T, r *runner, heal func()) {
 	t.Helper()
 	d, ok := r.stop()
-	if !ok {
-		t.Errorf("RunForever had not returned %v after its context was cancelled, want <= %v", d.Round(time.Millisecond), shutdownBound)
-		if heal != nil {
-			heal()
-		}
-		d = r.wait(t)
+	if ok {
+		t.Logf("RESULT %s: shutdown: RunForever returned %v after cancel", t.Name(), d.Round(time.Millisecond))
+		return
 	}
-	t.Logf("RESULT %s: shutdown: RunForever returned %v after cancel (within bound: %v)", t.Name(), d.Round(time.Millisecond), ok)
+	t.Errorf("RunForever had not returned %v after its context was cancelled, want <= %v", d.Round(time.Millisecond), shutdownBound)
+	healed := time.Now()
+	if heal != nil {
+		heal()
+	}
+	r.wait(t)
+	t.Logf("RESULT %s: shutdown: RunForever had not returned %v after cancel; it returned %v after the fault ended",
+		t.Name(), shutdownBound, time.Since(healed).Round(time.Millisecond))
 }
 
 // closeCursors closes the cursors table, checking the time against
-// shutdownBound; heal, if not nil, ends the fault that kept it from
-// returning in time.
+// shutdownBound and, without a fault (heal is nil), that it returns nil;
+// heal, if not nil, ends the fault that kept it from returning in time.
 func closeCursors(t *testing.T, cursors *rsql.CursorsTable, heal func()) {
 	t.Helper()
 	start := time.Now()
@@ -583,8 +597,10 @@ func closeCursors(t *testing.T, cursors *rsql.CursorsTable, heal func()) {
 	var err error
 	select {
 	case err = <-done:
+		t.Logf("RESULT %s: shutdown: CursorsTable.Close returned %v after %v", t.Name(), err, time.Since(start).Round(time.Millisecond))
 	case <-tm.C:
-		t.Errorf("CursorsTable.Close took more than %v, want <= %v", shutdownBound, shutdownBound)
+		t.Errorf("CursorsTable.Close had not returned after %v, want <= %v", shutdownBound, shutdownBound)
+		healed := time.Now()
 		if heal != nil {
 			heal()
 		}
@@ -593,9 +609,10 @@ func closeCursors(t *testing.T, cursors *rsql.CursorsTable, heal func()) {
 		case <-time.After(recoveryGuard):
 			t.Fatalf("CursorsTable.Close did not return %v after the fault ended", recoveryGuard)
 		}
+		t.Logf("RESULT %s: shutdown: CursorsTable.Close had not returned after %v; it returned %v %v after the fault ended",
+			t.Name(), shutdownBound, err, time.Since(healed).Round(time.Millisecond))
 	}
-	t.Logf("RESULT %s: shutdown: CursorsTable.Close returned %v after %v", t.Name(), err, time.Since(start).Round(time.Millisecond))
-	if err != nil {
+	if err != nil && heal == nil { // under a fault, a flush that times out is the bound at work
 		t.Errorf("CursorsTable.Close: %v", err)
 	}
 }
