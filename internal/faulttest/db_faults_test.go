@@ -351,7 +351,7 @@ func TestStatementKills(t *testing.T) {
 	skipShort(t)
 	s := newDBSetup(t)
 	l := newLedger()
-	px := faulttest.NewProxy(t, net.JoinHostPort(dbHost(t, s.dsn)))
+	px := faulttest.NewProxy(t, dbAddr(t, s.dsn))
 	consumerDB := openDB(t, viaAddr(t, s.dsn, px.Addr()))
 	c := startDBConsumer(t, l, consumerDB, consumerDB,
 		consumerConfig{cursors: []rsql.CursorsOption{rsql.WithCursorAsyncPeriod(250 * time.Millisecond)}})
@@ -434,15 +434,10 @@ func TestStatementKills(t *testing.T) {
 	l.checkFinal(t)
 }
 
-// dbHost returns the host and port of dsn.
-func dbHost(t *testing.T, dsn string) (string, string) {
+// dbAddr returns the address (host:port) of dsn.
+func dbAddr(t *testing.T, dsn string) string {
 	t.Helper()
-	cfg := mustParseDSN(t, dsn)
-	h, p, err := net.SplitHostPort(cfg.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h, p
+	return mustParseDSN(t, dsn).Addr
 }
 
 // TestPartitionDuringShutdown cancels a consumer's run while its database
@@ -456,7 +451,7 @@ func TestPartitionDuringShutdown(t *testing.T) {
 	skipShort(t)
 	s := newDBSetup(t)
 	l := newLedger()
-	px := faulttest.NewProxy(t, net.JoinHostPort(dbHost(t, s.dsn)))
+	px := faulttest.NewProxy(t, dbAddr(t, s.dsn))
 	consumerDB := openDB(t, viaAddr(t, s.dsn, px.Addr()))
 	c := startDBConsumer(t, l, consumerDB, consumerDB,
 		consumerConfig{cursors: []rsql.CursorsOption{rsql.WithCursorAsyncPeriod(time.Hour)}})

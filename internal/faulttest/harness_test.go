@@ -29,7 +29,8 @@ import (
 const (
 	// recoveryTarget bounds the time from the moment a faulty peer is
 	// reachable again (the proxy heals, the server answers a ping or
-	// accepts connections) to the first event consumed after it.
+	// accepts connections) to the first new event (not a redelivery)
+	// consumed after it.
 	recoveryTarget = 2 * time.Second
 	// shutdownBound bounds the time from cancelling a consumer's run to
 	// RunForever returning, and the time CursorsTable.Close takes, even
@@ -95,7 +96,7 @@ func newLedger() *ledger {
 	}
 }
 
-// violation records a broken invariant (the first 20 are kept).
+// violationLocked records a broken invariant (the first 20 are kept).
 func (l *ledger) violationLocked(format string, args ...any) {
 	l.badCount++
 	if len(l.bad) < 20 {
