@@ -24,8 +24,11 @@ const (
 	// faults is how many faults each scenario injects; the i-th (from 1)
 	// lasts outage(i).
 	faults = 2
-	// produceEvery is the producers' insert period during tail scenarios.
+	// produceEvery is the producers' insert period.
 	produceEvery = 5 * time.Millisecond
+	// catchUpProduceEvery is the insert period while a consumer that
+	// takes 1 ms per event catches up: well below what it consumes.
+	catchUpProduceEvery = 20 * time.Millisecond
 )
 
 // outage returns how long the i-th fault of a scenario (from 1) keeps a
@@ -134,8 +137,8 @@ func backlogLeft(l *ledger) int {
 
 // TestDatabaseOutage stops the database of a consumer twice, mid catch-up
 // (a backlog of 3000 events, 1 ms of work each, read 100 at a time so that
-// what the stream has read ahead does not last through the outage) and
-// mid tail (events produced every 5 ms), with SIGTERM, SIGKILL or SIGSTOP
+// what the stream has read ahead does not last through the outage, and
+// events produced every 20 ms) and mid tail (events produced every 5 ms), with SIGTERM, SIGKILL or SIGSTOP
 // (frozen), for 1.5 s then 4 s, then starts (or thaws) it again. Mid
 // cursor flush: the same with a flush statement held in flight when the
 // server stops. After each fault: the first new event
@@ -199,7 +202,11 @@ func TestDatabaseOutage(t *testing.T) {
 				insertBacklog(t, l, s.db, s.events, tc.backlog, 0)
 			}
 			c := startDBConsumer(t, l, openDB(t, s.dsn), openDB(t, s.dsn), tc.cfg)
-			p := startProducer(t, l, s.db, s.events, produceEvery)
+			every := produceEvery
+			if tc.backlog > 0 {
+				every = catchUpProduceEvery
+			}
+			p := startProducer(t, l, s.db, s.events, every)
 			t.Cleanup(func() { // before the consumer's cleanup: end any fault
 				_ = m.Thaw()
 				if m.PID() == 0 {
