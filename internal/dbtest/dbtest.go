@@ -56,7 +56,13 @@ func Open(tb testing.TB) *sql.DB {
 // that start other processes or pools against it.
 func OpenDSN(tb testing.TB) (*sql.DB, string) {
 	tb.Helper()
-	uri := URI(tb)
+	return OpenDSNAt(tb, URI(tb))
+}
+
+// OpenDSNAt is OpenDSN on the server of uri (a DSN ending in "/") instead
+// of the one DB_TEST_URI names, for tests that start their own servers.
+func OpenDSNAt(tb testing.TB, uri string) (*sql.DB, string) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 

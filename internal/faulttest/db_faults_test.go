@@ -71,7 +71,13 @@ type dbSetup struct {
 
 func newDBSetup(t *testing.T) dbSetup {
 	t.Helper()
-	db, dsn := dbtest.OpenDSN(t)
+	return newDBSetupAt(t, dbtest.URI(t))
+}
+
+// newDBSetupAt is newDBSetup on the server of uri.
+func newDBSetupAt(t *testing.T, uri string) dbSetup {
+	t.Helper()
+	db, dsn := dbtest.OpenDSNAt(t, uri)
 	rsqltest.CreateEventsTable(t, db, "events")
 	rsqltest.CreateCursorsTable(t, db, "cursors")
 	return dbSetup{db: db, dsn: dsn, events: rsql.NewEventsTable("events", rsql.WithEventMetadataField("metadata"))}
@@ -195,8 +201,7 @@ func TestDatabaseOutage(t *testing.T) {
 		{"tail/SIGSTOP", 0, consumerConfig{}, freeze},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(dbtest.EnvURI, m.URI()) // dbtest creates the database on m
-			s := newDBSetup(t)
+			s := newDBSetupAt(t, m.URI())
 			l := newLedger()
 			if tc.backlog > 0 {
 				insertBacklog(t, l, s.db, s.events, tc.backlog, 0)
@@ -241,8 +246,7 @@ func TestDatabaseOutage(t *testing.T) {
 	// stops (with the statement unanswered), and restarts.
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		t.Run("flush/"+strings.ToUpper(unix(sig)), func(t *testing.T) {
-			t.Setenv(dbtest.EnvURI, m.URI())
-			s := newDBSetup(t)
+			s := newDBSetupAt(t, m.URI())
 			l := newLedger()
 			px := faulttest.NewProxy(t, m.Addr())
 			c := startDBConsumer(t, l, openDB(t, s.dsn), openDB(t, viaAddr(t, s.dsn, px.Addr())),

@@ -37,7 +37,7 @@ const (
 	// while the database does not answer: the 10 s the library documents
 	// as the timeout of Run's final flush and of the flush of Close, plus
 	// a margin for a busy machine.
-	shutdownBound = 12 * time.Second
+	shutdownBound = reflex.RunFlushTimeout + 2*time.Second
 )
 
 // Hang guards: long enough for any slow machine, short enough that a
