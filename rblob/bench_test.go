@@ -171,7 +171,8 @@ func (c *benchConsumer) Consume(_ context.Context, e *reflex.Event) error {
 // BenchmarkRunCatchUp reports the events/s and allocations per event of
 // reflex.Run catching up over an archive bucket (fileblob; 100,000 events,
 // 1,000,000 with -long) with every event decoded to the full archived
-// event: Bucket.Stream with DecodeArchived in the consumer.
+// event: Bucket.Stream with DecodeArchived in the consumer, and
+// Bucket.StreamArchived.
 func BenchmarkRunCatchUp(b *testing.B) {
 	n := 100_000
 	if *long {
@@ -197,5 +198,45 @@ func BenchmarkRunCatchUp(b *testing.B) {
 	}
 	b.Run(fmt.Sprintf("events=%d/Stream+DecodeArchived", n), func(b *testing.B) {
 		run(b, rblob.NewBucket("bench", raw).Stream, true)
+	})
+	b.Run(fmt.Sprintf("events=%d/StreamArchived", n), func(b *testing.B) {
+		run(b, rblob.NewBucket("bench", raw).StreamArchived, false)
+	})
+}
+
+// BenchmarkDecodeArchived reports the cost of decoding one archived record
+// (the benchmark's events: varied types, foreign IDs, metadata and traces)
+// with DecodeArchived, and with encoding/json alone.
+func BenchmarkDecodeArchived(b *testing.B) {
+	const n = 1024
+	recs := make([]*reflex.Event, n)
+	for i := range recs {
+		e := testEvent(i + 1)
+		e.ID = fmt.Sprint(i + 1)
+		recs[i] = &reflex.Event{ID: "c", MetaData: []byte(strings.TrimSpace(rblob.EncodeRecord(&e)))}
+	}
+	b.Run("DecodeArchived", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			e, err := rblob.DecodeArchived(recs[i%n])
+			if err != nil {
+				b.Fatal(err)
+			}
+			sinkTime = e.Timestamp
+			i++
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			e, err := rblob.DecodeRecordJSON(recs[i%n].MetaData)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sinkTime = e.Timestamp
+			i++
+		}
 	})
 }

@@ -40,7 +40,8 @@ func (c Cursor) String() string {
 // ParseCursor parses key|NN|offset, key|eof, or the legacy key|offset. The
 // key must be non-empty and contain no "|"; offset is a decimal without
 // sign or leading zeros and NN its digit count. Any other input returns an
-// error wrapping ErrInvalidCursor.
+// error wrapping ErrInvalidCursor (and so reflex.ErrInvalidCursor) that
+// quotes at most 64 bytes of s.
 //
 // key|eof need not name an existing object: a stream resumes after it with
 // the first key greater than key, so "2019/06|eof" seeks to the first
@@ -48,7 +49,7 @@ func (c Cursor) String() string {
 func ParseCursor(s string) (Cursor, error) {
 	parts := strings.Split(s, "|")
 	bad := func(why string) (Cursor, error) {
-		return Cursor{}, fmt.Errorf("%w %q: %s", ErrInvalidCursor, s, why)
+		return Cursor{}, fmt.Errorf("%w %s: %s", ErrInvalidCursor, quote(s), why)
 	}
 	if len(parts) < 2 || len(parts) > 3 {
 		return bad("want key|NN|offset or key|eof")
