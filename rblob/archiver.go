@@ -476,4 +476,3 @@ func (s archiverStore) SetCursor(ctx context.Context, name, cursor string) error
 }
 
 func (s archiverStore) Flush(ctx context.Context) error { return s.inner.Flush(ctx) }
-
