@@ -49,8 +49,8 @@ func benchBucket(b *testing.B, n int) *blob.Bucket {
 
 // BenchmarkCatchUp reports the events/s of a stream catching up over a
 // fileblob bucket (100,000 events; 1,000,000 with -long), next to a raw
-// read of the same objects (open each and count lines) and a stream that
-// also decodes each archived event.
+// read of the same objects (open each and count lines), a stream that also
+// decodes each archived event, and StreamArchived.
 func BenchmarkCatchUp(b *testing.B) {
 	n := 100_000
 	if *long {
@@ -74,6 +74,15 @@ func BenchmarkCatchUp(b *testing.B) {
 		bucket := rblob.NewBucket("bench", raw)
 		for b.Loop() {
 			if got := countStream(b, bucket, true); got != n {
+				b.Fatalf("streamed %d events, want %d", got, n)
+			}
+		}
+		report(b)
+	})
+	b.Run(fmt.Sprintf("events=%d/StreamArchived", n), func(b *testing.B) {
+		bucket := rblob.NewBucket("bench", raw)
+		for b.Loop() {
+			if got := countArchived(b, bucket); got != n {
 				b.Fatalf("streamed %d events, want %d", got, n)
 			}
 		}
@@ -116,6 +125,25 @@ func countStream(b *testing.B, bucket *rblob.Bucket, decode bool) int {
 }
 
 var sinkTime time.Time
+
+func countArchived(b *testing.B, bucket *rblob.Bucket) int {
+	cl, err := bucket.StreamArchived(b.Context(), "", reflex.WithStreamToHead())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.(io.Closer).Close()
+	n := 0
+	for {
+		e, err := cl.Recv()
+		if reflex.IsHeadReachedErr(err) {
+			return n
+		} else if err != nil {
+			b.Fatal(err)
+		}
+		sinkTime = e.Timestamp
+		n++
+	}
+}
 
 func countLines(b *testing.B, raw *blob.Bucket, buf []byte) int {
 	n := 0
@@ -168,7 +196,8 @@ func (c *benchConsumer) Consume(_ context.Context, e *reflex.Event) error {
 	return nil
 }
 
-// BenchmarkRunCatchUp reports the events/s and allocations per event of
+// BenchmarkRunCatchUp reports the events/s, CPU time (all threads, GC
+// included) and allocations per event of
 // reflex.Run catching up over an archive bucket (fileblob; 100,000 events,
 // 1,000,000 with -long) with every event decoded to the full archived
 // event: Bucket.Stream with DecodeArchived in the consumer, and
@@ -182,6 +211,7 @@ func BenchmarkRunCatchUp(b *testing.B) {
 	run := func(b *testing.B, stream reflex.StreamFunc, decode bool) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
+		cpu := processCPU()
 		for b.Loop() {
 			c := &benchConsumer{decode: decode}
 			err := reflex.Run(b.Context(), reflex.NewSpec(stream, rpatterns.MemCursorStore(), c, reflex.WithStreamToHead()))
@@ -192,8 +222,10 @@ func BenchmarkRunCatchUp(b *testing.B) {
 				b.Fatalf("consumed %d events, want %d", c.n, n)
 			}
 		}
+		cpu = processCPU() - cpu
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n)/float64(b.N), "cpu-ns/event")
 		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(n)/float64(b.N), "allocs/event")
 	}
 	b.Run(fmt.Sprintf("events=%d/Stream+DecodeArchived", n), func(b *testing.B) {
