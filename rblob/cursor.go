@@ -29,12 +29,19 @@ func (c Cursor) String() string {
 	if c.EOF {
 		return c.Key + "|eof"
 	}
-	o := strconv.Itoa(c.Offset)
-	w := strconv.Itoa(len(o))
-	if len(w) < 2 {
-		w = "0" + w
+	var num [24]byte
+	o := strconv.AppendInt(num[:0], int64(c.Offset), 10)
+	var sb strings.Builder // one allocation
+	sb.Grow(len(c.Key) + 5 + len(o))
+	sb.WriteString(c.Key)
+	sb.WriteByte('|')
+	if len(o) < 10 {
+		sb.WriteByte('0')
 	}
-	return c.Key + "|" + w + "|" + o
+	sb.WriteString(strconv.Itoa(len(o)))
+	sb.WriteByte('|')
+	sb.Write(o)
+	return sb.String()
 }
 
 // ParseCursor parses key|NN|offset, key|eof, or the legacy key|offset. The

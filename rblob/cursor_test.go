@@ -198,6 +198,36 @@ func FuzzJSONDecoder(f *testing.F) {
 	})
 }
 
+// FuzzStreamRecords streams random object contents with Bucket.Stream
+// (whose default JSONDecoder takes the bytes read ahead without copying)
+// and checks the records and the error against encoding/json.
+func FuzzStreamRecords(f *testing.F) {
+	f.Add([]byte("1 2 {\"a\":[1,2]}\n\"s\""), uint16(0))
+	f.Add([]byte("{\"a\":1}\n{\"b\":["), uint16(3))
+	f.Add([]byte(`"x"null[]{}`), uint16(1))
+	f.Fuzz(func(t *testing.T, in []byte, readAhead uint16) {
+		rblob.SetReadAhead(t, int(readAhead))
+		raw := memBucket(t)
+		write(t, raw, "obj", string(in))
+		got, err := drainErr(t, rblob.NewBucket("fuzz-records", raw, rblob.WithEmptyObjects()).Stream, "")
+		want, wantErr := referenceDecode(in)
+		if !errors.Is(wantErr, io.EOF) && len(want) > 0 {
+			want = want[:len(want)-1] // the stream decodes one record ahead
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d records, encoding/json %d (%v, %v)", in, len(got), len(want), err, wantErr)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i].MetaData, want[i]) {
+				t.Fatalf("%q: record %d = %q, encoding/json %q", in, i, got[i].MetaData, want[i])
+			}
+		}
+		if (err == nil) != errors.Is(wantErr, io.EOF) {
+			t.Fatalf("%q: stream ends with %v, encoding/json with %v", in, err, wantErr)
+		}
+	})
+}
+
 // FuzzDecodeArchived checks DecodeArchived against encoding/json (the
 // same accept or reject, the same event: its fast path for the Archiver's
 // form must agree with encoding/json on every input), and that what it
