@@ -62,7 +62,7 @@ func (b *Bucket) StreamArchived(ctx context.Context, after string, opts ...refle
 	}
 	s := &archiveState{after: -1, last: -1, arena: arena{block: true}}
 	if after != "" && !o.StreamFromHead {
-		id, ok := parseEventID(after)
+		id, ok := parseDecimal(after)
 		if !ok {
 			return nil, fmt.Errorf("%w %s: want a non-negative decimal event id", ErrInvalidCursor, quote(after))
 		}
@@ -178,7 +178,7 @@ func (r *archiveReader) fail(err error) error {
 
 // check checks the ID of the record just read.
 func (r *archiveReader) check(e *reflex.Event, rawID []byte) (*reflex.Event, int64, error) {
-	id, ok := parseEventID(rawID)
+	id, ok := parseDecimal(rawID)
 	switch {
 	case !ok:
 		return nil, 0, r.fail(fmt.Errorf("%w: event id %s is not a decimal integer", ErrNotArchived, quote(string(rawID))))

@@ -2,6 +2,7 @@ package rblob
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -70,11 +71,11 @@ func ParseCursor(s string) (Cursor, error) {
 		c.EOF = true
 		return c, nil
 	}
-	off, ok := parseOffset(last)
-	if !ok {
+	off, ok := parseDecimal(last)
+	if !ok || off > math.MaxInt {
 		return bad("offset must be a decimal integer without sign or leading zeros")
 	}
-	c.Offset = off
+	c.Offset = int(off)
 	if len(parts) == 3 {
 		nn := parts[1]
 		if len(nn) != 2 || nn[0] < '0' || nn[0] > '9' || nn[1] < '0' || nn[1] > '9' {
@@ -85,19 +86,6 @@ func ParseCursor(s string) (Cursor, error) {
 		}
 	}
 	return c, nil
-}
-
-func parseOffset(s string) (int, bool) {
-	if s == "" || (len(s) > 1 && s[0] == '0') {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	return n, err == nil
 }
 
 // validKey reports whether key can be part of a cursor.

@@ -526,9 +526,9 @@ type eventType int
 
 func (t eventType) ReflexType() int { return int(t) }
 
-// parseEventID parses an archived event ID or a StreamArchived cursor: a
-// non-negative decimal int64 without sign or leading zeros.
-func parseEventID[S string | []byte](s S) (int64, bool) {
+// parseDecimal parses a non-negative decimal int64 without sign or leading
+// zeros: an archived event ID, a StreamArchived cursor, a cursor offset.
+func parseDecimal[S string | []byte](s S) (int64, bool) {
 	if len(s) == 0 || len(s) > 19 || (len(s) > 1 && s[0] == '0') {
 		return 0, false
 	}
