@@ -30,7 +30,10 @@ var (
 	// ErrOutOfOrder is wrapped in the *ObjectError returned by Recv when an
 	// object appears with a key at or before the stream's position after
 	// the stream had listed past it: objects were not written in key order,
-	// and the stream would otherwise miss it.
+	// and the stream would otherwise miss it. An object that appears below
+	// one the stream listed but has not read yet is reported too, once the
+	// stream has read the listed ones and lists again (luno/reflex lists
+	// before every object and reads it instead, if it appears in time).
 	ErrOutOfOrder = errors.New("rblob: object written out of key order")
 
 	// ErrInvalidKey is wrapped in the *ObjectError returned by Recv for an
