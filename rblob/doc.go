@@ -15,7 +15,8 @@
 // them back with [DecodeArchived]. [Bucket.StreamArchived] is the
 // [reflex.StreamFunc] of the archived events themselves, with their own IDs
 // as cursors: it starts after any event ID without reading the objects
-// before it, and decodes about a million events a second.
+// before it, and decodes records without encoding/json, allocating memory
+// for many events at a time (see BenchmarkRunCatchUp).
 //
 // Any gocloud.dev driver works (file://, mem://, s3://, gs://, azblob://);
 // the caller imports the driver package. Listing never depends on a
