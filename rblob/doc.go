@@ -16,7 +16,7 @@
 // [reflex.StreamFunc] of the archived events themselves, with their own IDs
 // as cursors: it starts after any event ID without reading the objects
 // before it, and decodes records without encoding/json, allocating memory
-// for many events at a time (see BenchmarkRunCatchUp).
+// for many events at a time.
 //
 // Any gocloud.dev driver works (file://, mem://, s3://, gs://, azblob://);
 // the caller imports the driver package. Listing never depends on a
