@@ -46,8 +46,10 @@ import (
 // are as for Stream.
 //
 // Decoding is fast: records in the form the Archiver writes are decoded
-// without encoding/json, and the memory of events is allocated in blocks
-// of many events. So events share memory: an event, or any of its fields,
+// without encoding/json, the next object is read and decoded ahead (on the
+// client's read-ahead goroutine, see Stream) while the current one is
+// consumed, and the memory of events is allocated in blocks of many
+// events. So events share memory: an event, or any of its fields,
 // kept after Consume returns keeps its block (up to 128 events, 16 KiB of
 // metadata and traces and 4 KiB of IDs) in memory; copy what you keep for
 // long if that matters. Changing an event's fields or the bytes of its
@@ -60,7 +62,7 @@ func (b *Bucket) StreamArchived(ctx context.Context, after string, opts ...refle
 	if err != nil {
 		return nil, err
 	}
-	s := &archiveState{after: -1, last: -1, arena: arena{block: true}}
+	s := &archiveState{after: -1, last: -1, allowEmpty: b.cfg.allowEmpty}
 	if after != "" && !o.StreamFromHead {
 		id, ok := parseDecimal(after)
 		if !ok {
@@ -73,9 +75,9 @@ func (b *Bucket) StreamArchived(ctx context.Context, after string, opts ...refle
 
 // archiveState is the state of a StreamArchived client across objects.
 type archiveState struct {
-	after int64 // deliver only events with IDs above; -1 for all
-	last  int64 // ID of the last record read; -1 before the first
-	arena arena
+	after      int64 // deliver only events with IDs above; -1 for all
+	last       int64 // ID of the last record read; -1 before the first
+	allowEmpty bool
 }
 
 // locate returns the key to list after for the first listing, given its
@@ -95,42 +97,130 @@ func (s *archiveState) locate(keys []string) string {
 	return keys[i-1]
 }
 
-// open starts reading an archive object.
-func (s *archiveState) open(f *fetched, allowEmpty bool) (*archiveReader, error) {
+// prepare runs on the read-ahead goroutine once an object is fetched: it
+// decodes the events of the bytes read, so that the client's goroutine
+// only hands them out. It uses no state the client changes.
+func (s *archiveState) prepare(ctx context.Context, f *fetched) {
+	r, err := newArchiveReader(f, s.after, s.allowEmpty)
+	if err != nil {
+		f.preErr = err
+		return
+	}
+	r.decodeAhead(ctx)
+	f.pre = r
+}
+
+// open returns the reader of an archive object, prepared ahead or not.
+func (s *archiveState) open(f *fetched) (*archiveReader, error) {
+	r, _ := f.pre.(*archiveReader)
+	err := f.preErr
+	if r == nil && err == nil {
+		r, err = newArchiveReader(f, s.after, s.allowEmpty)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.first <= s.last {
+		return nil, &ObjectError{Key: f.key, Offset: -1, Err: fmt.Errorf("%w: first event id %d is not after the last one read, %d", ErrNotArchived, r.first, s.last)}
+	}
+	r.s = s
+	return r, nil
+}
+
+// newArchiveReader starts reading an archive object; it delivers the
+// events with IDs above after.
+func newArchiveReader(f *fetched, after int64, allowEmpty bool) (*archiveReader, error) {
 	first, ok := parseArchiveKey("", f.key)
 	if !ok {
 		return nil, &ObjectError{Key: f.key, Offset: -1, Err: errNotArchiveKey("")}
 	}
-	if first <= s.last {
-		return nil, &ObjectError{Key: f.key, Offset: -1, Err: fmt.Errorf("%w: first event id %d is not after the last one read, %d", ErrNotArchived, first, s.last)}
-	}
-	return &archiveReader{f: f, s: s, first: first, dec: newJSONDecoder(&f.src), allowEmpty: allowEmpty}, nil
+	return &archiveReader{
+		f: f, first: first, after: after, last: -1, allowEmpty: allowEmpty,
+		dec: newJSONDecoder(&f.src), arena: arena{block: true},
+	}, nil
 }
 
 // archiveReader is the objectReader of StreamArchived.
 type archiveReader struct {
 	f          *fetched
-	s          *archiveState
-	first      int64 // the first event ID, from the key
+	s          *archiveState // the client's, once open; nil before
+	first      int64         // the first event ID, from the key
+	after      int64         // deliver only events with IDs above
+	last       int64         // ID of the last record read; -1 before
 	dec        *jsonDecoder
 	idx        int // index of the next record
 	allowEmpty bool
 	raw        rawRecord
+	arena      arena
+	// ready holds events decoded ahead, to deliver before decoding more;
+	// readyErr, if set, follows them.
+	ready    []*reflex.Event
+	readyErr error
 }
 
 func (r *archiveReader) object() *fetched { return r.f }
 
+// decodeAhead decodes the records of the bytes already read, in the form
+// the Archiver writes, into ready; it stops before anything else (more
+// input to read, another form) or at an error, which then follows ready.
+// It checks ctx every checkEvery records.
+func (r *archiveReader) decodeAhead(ctx context.Context) {
+	const checkEvery = 1024
+	d := r.dec
+	for i := 1; d.slow == nil; i++ {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			return
+		}
+		for d.pos < len(d.buf) && isSpace(d.buf[d.pos]) {
+			d.pos++
+		}
+		if d.pos == len(d.buf) {
+			return
+		}
+		n, st := parseRecord(d.buf[d.pos:], &r.raw)
+		if st != parsed {
+			return
+		}
+		e, ok := r.raw.event(&r.arena)
+		if !ok {
+			return
+		}
+		d.pos += n
+		id, err := r.check(r.raw.id)
+		if err != nil {
+			r.readyErr = err
+			return
+		}
+		if id > r.after {
+			r.ready = append(r.ready, e)
+		}
+	}
+}
+
 // next returns the next event after the cursor, or io.EOF.
 func (r *archiveReader) next() (*reflex.Event, error) {
+	if len(r.ready) > 0 {
+		e := r.ready[0]
+		r.ready[0] = nil
+		r.ready = r.ready[1:]
+		return e, nil
+	}
+	if r.readyErr != nil {
+		return nil, r.readyErr
+	}
 	for {
 		e, id, err := r.read()
-		if errors.Is(err, io.EOF) && r.idx == 0 && !r.allowEmpty {
+		switch {
+		case errors.Is(err, io.EOF) && r.idx == 0 && !r.allowEmpty:
 			return nil, &ObjectError{Key: r.f.key, Offset: 0, Err: ErrEmptyObject}
-		}
-		if err != nil {
+		case errors.Is(err, io.EOF):
+			if r.s != nil {
+				r.s.last = r.last
+			}
+			return nil, io.EOF
+		case err != nil:
 			return nil, err
-		}
-		if id > r.s.after {
+		case id > r.after:
 			return e, nil
 		}
 	}
@@ -151,12 +241,13 @@ func (r *archiveReader) read() (*reflex.Event, int64, error) {
 		if st != parsed {
 			break
 		}
-		e, ok := r.raw.event(&r.s.arena)
+		e, ok := r.raw.event(&r.arena)
 		if !ok {
 			break
 		}
 		d.pos += n
-		return r.check(e, r.raw.id)
+		id, err := r.check(r.raw.id)
+		return e, id, err
 	}
 	rec, err := d.next()
 	if err != nil {
@@ -166,7 +257,8 @@ func (r *archiveReader) read() (*reflex.Event, int64, error) {
 	if err != nil {
 		return nil, 0, r.fail(err)
 	}
-	return r.check(e, []byte(e.ID))
+	id, err := r.check([]byte(e.ID))
+	return e, id, err
 }
 
 func (r *archiveReader) fail(err error) error {
@@ -177,19 +269,19 @@ func (r *archiveReader) fail(err error) error {
 }
 
 // check checks the ID of the record just read.
-func (r *archiveReader) check(e *reflex.Event, rawID []byte) (*reflex.Event, int64, error) {
+func (r *archiveReader) check(rawID []byte) (int64, error) {
 	id, ok := parseDecimal(rawID)
 	switch {
 	case !ok:
-		return nil, 0, r.fail(fmt.Errorf("%w: event id %s is not a decimal integer", ErrNotArchived, quote(string(rawID))))
+		return 0, r.fail(fmt.Errorf("%w: event id %s is not a decimal integer", ErrNotArchived, quote(string(rawID))))
 	case r.idx == 0 && id != r.first:
-		return nil, 0, r.fail(fmt.Errorf("%w: first event id %d does not match the key", ErrNotArchived, id))
-	case id <= r.s.last:
-		return nil, 0, r.fail(fmt.Errorf("%w: event id %d after %d: ids must increase", ErrNotArchived, id, r.s.last))
+		return 0, r.fail(fmt.Errorf("%w: first event id %d does not match the key", ErrNotArchived, id))
+	case id <= r.last:
+		return 0, r.fail(fmt.Errorf("%w: event id %d after %d: ids must increase", ErrNotArchived, id, r.last))
 	}
-	r.s.last = id
+	r.last = id
 	r.idx++
-	return e, id, nil
+	return id, nil
 }
 
 // archiveKey returns the key of the archive object whose first event ID is

@@ -243,6 +243,18 @@ func TestStreamArchivedMalformed(t *testing.T) {
 			good: "1", key: key(1), offset: 1, msg: "invalid JSON"},
 		{name: "empty object", objects: map[string]string{key(1): rec("1"), key(2): ""},
 			good: "1", key: key(2), offset: 0, is: rblob.ErrEmptyObject},
+		// Objects after the first are read and decoded ahead, while the
+		// one before is consumed: their errors come in order too.
+		{name: "later object ids not increasing", objects: map[string]string{key(1): rec("1") + rec("2"), key(5): rec("5") + rec("7") + rec("6")},
+			good: "1,2,5,7", key: key(5), offset: 2, is: rblob.ErrNotArchived, msg: "must increase"},
+		{name: "later object first id", objects: map[string]string{key(1): rec("1"), key(5): rec("6")},
+			good: "1", key: key(5), offset: 0, is: rblob.ErrNotArchived, msg: "does not match the key"},
+		{name: "later object bad record", objects: map[string]string{key(1): rec("1"), key(5): rec("5") + `{"id":"6","type":1}` + "\n" + rec("7")},
+			good: "1,5", key: key(5), offset: 1, is: rblob.ErrNotArchived, msg: "missing foreign_id"},
+		{name: "later object truncated", objects: map[string]string{key(1): rec("1"), key(5): rec("5") + rec("6")[:20]},
+			good: "1,5", key: key(5), offset: 1, is: io.ErrUnexpectedEOF},
+		{name: "later object foreign key", objects: map[string]string{key(1): rec("1"), key(5) + ".bak": rec("5")},
+			good: "1", key: key(5) + ".bak", offset: -1, is: rblob.ErrNotArchived},
 		{name: "skipped record malformed", objects: map[string]string{key(1): rec("1") + "nope" + rec("3")},
 			key: key(1), offset: 1, msg: "invalid JSON"},
 	}
@@ -373,9 +385,6 @@ func FuzzArchiveObject(f *testing.F) {
 	f.Add([]byte(`{"id":"1","type":1,"foreign_id":"","timestamp":"2026-05-01T10:00:00Z"} {"id":"3"}`), uint16(9))
 	f.Fuzz(func(t *testing.T, obj []byte, readAhead uint16) {
 		rblob.SetReadAhead(t, int(readAhead))
-		raw := memBucket(t)
-		write(t, raw, key(1), string(obj))
-		got, err := drainErr(t, rblob.NewBucket("fuzz", raw, rblob.WithEmptyObjects()).StreamArchived, "")
 
 		// The reference: split, decode, check IDs.
 		var want []*reflex.Event
@@ -404,18 +413,32 @@ func FuzzArchiveObject(f *testing.F) {
 			last = id
 			want = append(want, e)
 		}
-		if (err == nil) != (wantErr == nil) {
-			t.Fatalf("object %q: stream error %v, reference %v", obj, err, wantErr)
-		}
-		if err != nil {
-			checkObjectErr(t, err, key(1), len(want), nil, "")
-		}
-		if len(got) != len(want) {
-			t.Fatalf("object %q: %d events, reference %d", obj, len(got), len(want))
-		}
-		for i := range got {
-			if !reflect.DeepEqual(got[i], want[i]) || got[i].Timestamp != want[i].Timestamp {
-				t.Fatalf("object %q: event %d = %#v, reference %#v", obj, i, got[i], want[i])
+
+		// The object alone is decoded as it is consumed; after another
+		// object, it is decoded ahead.
+		for _, lead := range []bool{false, true} {
+			raw := memBucket(t)
+			write(t, raw, key(1), string(obj))
+			if lead {
+				write(t, raw, key(0), rblob.EncodeRecord(&reflex.Event{ID: "0", Type: evType(1)}))
+			}
+			got, err := drainErr(t, rblob.NewBucket("fuzz", raw, rblob.WithEmptyObjects()).StreamArchived, "")
+			if lead && len(got) > 0 && got[0].ID == "0" {
+				got = got[1:]
+			}
+			if (err == nil) != (wantErr == nil) {
+				t.Fatalf("object %q (lead %v): stream error %v, reference %v", obj, lead, err, wantErr)
+			}
+			if err != nil {
+				checkObjectErr(t, err, key(1), len(want), nil, "")
+			}
+			if len(got) != len(want) {
+				t.Fatalf("object %q (lead %v): %d events, reference %d", obj, lead, len(got), len(want))
+			}
+			for i := range got {
+				if !reflect.DeepEqual(got[i], want[i]) || got[i].Timestamp != want[i].Timestamp {
+					t.Fatalf("object %q (lead %v): event %d = %#v, reference %#v", obj, lead, i, got[i], want[i])
+				}
 			}
 		}
 	})

@@ -447,15 +447,14 @@ func (a *Archiver) readLast(ctx context.Context, o *archived) (int64, error) {
 	if err := f.err; err != nil {
 		return 0, &ObjectError{Key: o.key, Offset: -1, Err: err}
 	}
-	s := &archiveState{after: math.MaxInt64, last: -1}
-	r := &archiveReader{f: f, s: s, first: o.first, dec: newJSONDecoder(&f.src), allowEmpty: true}
+	r := &archiveReader{f: f, first: o.first, after: math.MaxInt64, last: -1, allowEmpty: true, dec: newJSONDecoder(&f.src)}
 	if _, err := r.next(); !errors.Is(err, io.EOF) {
 		return 0, err // every event is at most after: next reads to the end
 	}
 	if r.idx == 0 {
 		return 0, &ObjectError{Key: o.key, Offset: -1, Err: fmt.Errorf("%w: empty archive object", ErrNotArchived)}
 	}
-	return s.last, nil
+	return r.last, nil
 }
 
 // archiverStore is the reflex.CursorStore of Archiver.CursorStore.

@@ -39,7 +39,8 @@
 //
 // Goroutines: each stream client (of Stream or StreamArchived) opens the
 // next object and reads its first bytes (up to 8 MiB) on a goroutine of
-// its own while the current object is consumed, one object at a time; the
+// its own while the current object is consumed, one object at a time
+// (for StreamArchived, it also decodes the events in those bytes); the
 // client's Close (or a Recv error) cancels it and waits for it. An
 // [Archiver] with a maximum age (WithArchiveMaxAge, on by default) runs
 // one goroutine that writes objects by age; Archiver.Close stops it and

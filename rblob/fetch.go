@@ -38,6 +38,10 @@ type fetched struct {
 	buf     []byte       // the bytes read (src.buf is what is left of them)
 	src     objectSource // the object's bytes, from the start
 	err     error        // opening failed
+	// pre and preErr are what the read-ahead goroutine prepared from the
+	// object: a reader with events decoded ahead, or the error it met.
+	pre    objectReader
+	preErr error
 }
 
 // fetch opens key and reads up to readAheadMax bytes of it into buf (which
@@ -150,14 +154,22 @@ type readAhead struct {
 	wg     sync.WaitGroup
 }
 
-func (a *readAhead) start(ctx context.Context, b *blob.Bucket, key string, buf []byte, m *metrics.RBlob) {
+// start fetches key; then, if prepare is not nil, it calls prepare with
+// the object, on the same goroutine.
+func (a *readAhead) start(ctx context.Context, b *blob.Bucket, key string, buf []byte, m *metrics.RBlob, prepare func(context.Context, *fetched)) {
 	a.stop()
 	ctx, cancel := context.WithCancel(ctx)
 	a.key, a.cancel = key, cancel
 	if a.done == nil {
 		a.done = make(chan *fetched, 1)
 	}
-	a.wg.Go(func() { a.done <- fetchCtx(ctx, cancel, b, key, buf, m) })
+	a.wg.Go(func() {
+		f := fetchCtx(ctx, cancel, b, key, buf, m)
+		if f.err == nil && prepare != nil {
+			prepare(ctx, f)
+		}
+		a.done <- f
+	})
 }
 
 // take returns the object if it is key's, waiting for it; else it stops

@@ -363,7 +363,7 @@ func (c *client) openLocked(key string) error {
 	var r objectReader
 	var err error
 	if c.arch != nil {
-		r, err = c.arch.open(f, c.b.cfg.allowEmpty)
+		r, err = c.arch.open(f)
 	} else {
 		r, err = c.openRecords(f, c.resume)
 		c.resume = nil
@@ -375,7 +375,11 @@ func (c *client) openLocked(key string) error {
 	}
 	c.cur = r
 	if len(c.pending) > 0 {
-		c.ahead.start(c.ctx, c.b.bucket, c.pending[0], c.takeSpareLocked(), c.b.metrics)
+		var prepare func(context.Context, *fetched)
+		if c.arch != nil {
+			prepare = c.arch.prepare
+		}
+		c.ahead.start(c.ctx, c.b.bucket, c.pending[0], c.takeSpareLocked(), c.b.metrics, prepare)
 	}
 	return nil
 }
