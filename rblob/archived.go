@@ -48,8 +48,9 @@ import (
 // Decoding is fast: records in the form the Archiver writes are decoded
 // without encoding/json, the next object is read and decoded ahead (on the
 // client's read-ahead goroutine, see Stream) while the current one is
-// consumed, and the memory of events is allocated in blocks of many
-// events. So events share memory: an event, or any of its fields,
+// consumed (so a client holds the events of up to 8 MiB of records
+// ahead), and the memory of events is allocated in blocks of many events.
+// So events share memory: an event, or any of its fields,
 // kept after Consume returns keeps its block (up to 128 events, 16 KiB of
 // metadata and traces and 4 KiB of IDs) in memory; copy what you keep for
 // long if that matters. Changing an event's fields or the bytes of its
