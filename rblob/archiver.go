@@ -3,10 +3,10 @@ package rblob
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/metrics"
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
 // Archiver defaults.
@@ -322,39 +323,50 @@ func (a *Archiver) usableLocked() error {
 }
 
 // ageLoop writes the current object once its first event is maxAge old.
+// Consume wakes it (kick) when an object starts.
 func (a *Archiver) ageLoop(ctx context.Context) {
-	t := time.NewTimer(a.cfg.maxAge)
-	t.Stop()
+	var t wait.Timer
 	defer t.Stop()
-	due := func() time.Duration { return time.Until(a.started.Add(a.cfg.maxAge)) }
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.kick:
-			a.mu.Lock()
-			if a.n > 0 {
-				t.Reset(max(due(), 0))
+		}
+		for {
+			d, ok := a.writeIfDue(ctx)
+			if !ok {
+				break
 			}
-			a.mu.Unlock()
-		case <-t.C:
-			a.mu.Lock()
-			if a.n > 0 && !a.closed {
-				if d := due(); d > 0 {
-					t.Reset(d)
-				} else if err := a.writeLocked(ctx); err != nil && ctx.Err() == nil {
-					a.bgErr = err
-				}
+			if t.Sleep(ctx, d) != nil {
+				return
 			}
-			a.mu.Unlock()
 		}
 	}
+}
+
+// writeIfDue writes the current object if its first event is maxAge old;
+// else it returns how long until it is. ok is false if there is no object
+// to wait for.
+func (a *Archiver) writeIfDue(ctx context.Context) (d time.Duration, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n == 0 || a.closed {
+		return 0, false
+	}
+	if d := time.Until(a.started.Add(a.cfg.maxAge)); d > 0 {
+		return d, true
+	}
+	if err := a.writeLocked(ctx); err != nil && ctx.Err() == nil {
+		a.bgErr = err
+	}
+	return 0, false
 }
 
 // writeLocked writes the buffered events as one object and sets the cursor
 // to the last of them.
 func (a *Archiver) writeLocked(ctx context.Context) error {
-	key := a.key(a.first)
+	key := archiveKey(a.cfg.keyPrefix, uint64(a.first))
 	opts := &blob.WriterOptions{ContentType: "application/x-ndjson"}
 	if err := a.bucket.WriteAll(ctx, key, a.buf.Bytes(), opts); err != nil {
 		return fmt.Errorf("rblob: archiver %q: write %q: %w", a.name, key, err)
@@ -378,51 +390,21 @@ func (a *Archiver) setCursorLocked(ctx context.Context, id int64) error {
 	return nil
 }
 
-func (a *Archiver) key(first int64) string {
-	return fmt.Sprintf("%s%0*d%s", a.cfg.keyPrefix, archiveIDWidth, first, ArchiveKeySuffix)
-}
-
-// parseKey returns the first event ID of an object key.
-func (a *Archiver) parseKey(key string) (int64, bool) {
-	s, ok := strings.CutPrefix(key, a.cfg.keyPrefix)
-	if !ok {
-		return 0, false
-	}
-	s, ok = strings.CutSuffix(s, ArchiveKeySuffix)
-	if !ok || len(s) != archiveIDWidth {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	return id, err == nil
-}
-
 // loadExistingLocked lists the objects already written.
 func (a *Archiver) loadExistingLocked(ctx context.Context) error {
-	it := a.bucket.List(&blob.ListOptions{Prefix: a.cfg.keyPrefix})
-	var ex []archived
-	for {
-		obj, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("rblob: archiver %q: list: %w", a.name, err)
-		}
-		if obj.IsDir {
-			continue
-		}
-		first, ok := a.parseKey(obj.Key)
-		if !ok {
-			return &ObjectError{Key: obj.Key, Offset: -1, Err: fmt.Errorf("not an archive object key (want %q, 20 digits, %q)", a.cfg.keyPrefix, ArchiveKeySuffix)}
-		}
-		ex = append(ex, archived{key: obj.Key, first: first, last: -1})
+	keys, err := listKeys(ctx, a.bucket, &blob.ListOptions{Prefix: a.cfg.keyPrefix})
+	if err != nil {
+		return fmt.Errorf("rblob: archiver %q: list: %w", a.name, err)
 	}
-	sort.Slice(ex, func(i, j int) bool { return ex[i].first < ex[j].first })
+	ex := make([]archived, 0, len(keys))
+	for _, k := range keys {
+		first, ok := parseArchiveKey(a.cfg.keyPrefix, k)
+		if !ok {
+			return &ObjectError{Key: k, Offset: -1, Err: errNotArchiveKey(a.cfg.keyPrefix)}
+		}
+		ex = append(ex, archived{key: k, first: first, last: -1})
+	}
+	// Keys of equal width sort in ID order.
 	a.existing = ex
 	a.loaded = true
 	return nil
@@ -458,55 +440,21 @@ func (a *Archiver) skipLocked(ctx context.Context, id int64) (bool, error) {
 }
 
 // readLast returns the ID of the last record of an existing object,
-// checking that its first record's ID matches its key.
+// checking the object as StreamArchived does.
 func (a *Archiver) readLast(ctx context.Context, o *archived) (int64, error) {
-	r, err := a.bucket.NewReader(ctx, o.key, nil)
-	if err != nil {
+	f := fetch(ctx, a.bucket, o.key, nil, nil)
+	defer f.release()
+	if err := f.err; err != nil {
 		return 0, &ObjectError{Key: o.key, Offset: -1, Err: err}
 	}
-	defer r.Close()
-	dec := NewJSONDecoder(r)
-	var last []byte
-	n := 0
-	for ; ; n++ {
-		rec, err := dec.Decode()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, &ObjectError{Key: o.key, Offset: n, Err: err}
-		}
-		if n == 0 {
-			id, err := recordID(rec)
-			if err != nil {
-				return 0, &ObjectError{Key: o.key, Offset: 0, Err: err}
-			}
-			if id != o.first {
-				return 0, &ObjectError{Key: o.key, Offset: 0, Err: fmt.Errorf("first event id %d does not match the key", id)}
-			}
-		}
-		last = rec
+	r := &archiveReader{f: f, first: o.first, after: math.MaxInt64, last: -1, allowEmpty: true, dec: newJSONDecoder(&f.src)}
+	if _, err := r.next(); !errors.Is(err, io.EOF) {
+		return 0, err // every event is at most after: next reads to the end
 	}
-	if n == 0 {
-		return 0, &ObjectError{Key: o.key, Offset: -1, Err: errors.New("empty archive object")}
+	if r.idx == 0 {
+		return 0, &ObjectError{Key: o.key, Offset: -1, Err: fmt.Errorf("%w: empty archive object", ErrNotArchived)}
 	}
-	id, err := recordID(last)
-	if err != nil {
-		return 0, &ObjectError{Key: o.key, Offset: n - 1, Err: err}
-	}
-	return id, nil
-}
-
-func recordID(rec []byte) (int64, error) {
-	e, err := decodeRecord(rec)
-	if err != nil {
-		return 0, err
-	}
-	id, err := strconv.ParseInt(e.ID, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%w: id %q is not an integer", ErrNotArchived, e.ID)
-	}
-	return id, nil
+	return r.last, nil
 }
 
 // archiverStore is the reflex.CursorStore of Archiver.CursorStore.
@@ -527,91 +475,3 @@ func (s archiverStore) SetCursor(ctx context.Context, name, cursor string) error
 }
 
 func (s archiverStore) Flush(ctx context.Context) error { return s.inner.Flush(ctx) }
-
-// record is one line of an archive object; see DecodeArchived.
-type record struct {
-	ID        string    `json:"id"`
-	Type      int       `json:"type"`
-	ForeignID string    `json:"foreign_id"`
-	Timestamp time.Time `json:"timestamp"`
-	MetaData  []byte    `json:"metadata,omitempty"`
-	Trace     []byte    `json:"trace,omitempty"`
-}
-
-func encodeRecord(e *reflex.Event) ([]byte, error) {
-	typ := 0
-	if e.Type != nil {
-		typ = e.Type.ReflexType()
-	}
-	b, err := json.Marshal(record{
-		ID: e.ID, Type: typ, ForeignID: e.ForeignID, Timestamp: e.Timestamp,
-		MetaData: e.MetaData, Trace: e.Trace,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("rblob: archive event %q: %w", e.ID, err)
-	}
-	return append(b, '\n'), nil
-}
-
-// DecodeArchived returns the original event that an Archiver stored in the
-// record e.MetaData, as streamed by Bucket.Stream: its ID, type (an
-// int-backed EventType: compare with reflex.IsType), foreign ID, timestamp
-// (with nanoseconds and zone offset), metadata and trace. e.ID, the stream
-// cursor, is not part of it.
-//
-// A record is one JSON object (a line of an archive object):
-//
-//	{"id":"42","type":3,"foreign_id":"u-9","timestamp":"2026-05-01T10:00:00.123456Z","metadata":"<base64>","trace":"<base64>"}
-//
-// id, type, foreign_id and timestamp are required; metadata and trace are
-// standard base64 and omitted when empty. Anything else (unknown fields,
-// trailing data, missing fields) returns an error wrapping ErrNotArchived.
-func DecodeArchived(e *reflex.Event) (*reflex.Event, error) {
-	ev, err := decodeRecord(e.MetaData)
-	if err != nil {
-		return nil, fmt.Errorf("rblob: event %q: %w", e.ID, err)
-	}
-	return ev, nil
-}
-
-func decodeRecord(b []byte) (*reflex.Event, error) {
-	var r struct {
-		ID        string     `json:"id"`
-		Type      *int       `json:"type"`
-		ForeignID *string    `json:"foreign_id"`
-		Timestamp *time.Time `json:"timestamp"`
-		MetaData  []byte     `json:"metadata"`
-		Trace     []byte     `json:"trace"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotArchived, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: data after the record", ErrNotArchived)
-	}
-	switch {
-	case r.ID == "":
-		return nil, fmt.Errorf("%w: missing id", ErrNotArchived)
-	case r.Type == nil:
-		return nil, fmt.Errorf("%w: missing type", ErrNotArchived)
-	case r.ForeignID == nil:
-		return nil, fmt.Errorf("%w: missing foreign_id", ErrNotArchived)
-	case r.Timestamp == nil:
-		return nil, fmt.Errorf("%w: missing timestamp", ErrNotArchived)
-	}
-	return &reflex.Event{
-		ID:        r.ID,
-		Type:      eventType(*r.Type),
-		ForeignID: *r.ForeignID,
-		Timestamp: *r.Timestamp,
-		MetaData:  r.MetaData,
-		Trace:     r.Trace,
-	}, nil
-}
-
-// eventType is the type of decoded archived events.
-type eventType int
-
-func (t eventType) ReflexType() int { return int(t) }

@@ -2,7 +2,9 @@ package rblob
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -25,23 +27,29 @@ const DefaultBackoff = time.Minute
 // ending in the middle of a file name work.
 type StartAfterFunc func(as func(any) bool, after string) bool
 
-// Option configures a Bucket.
-type Option func(*config)
+// Option configures a Bucket: pass options to OpenBucket or NewBucket,
+// which apply them once, before the Bucket is used, and then validate the
+// result. An option of one's own is a function that applies others:
+//
+//	func withTail(b *rblob.Bucket) { rblob.WithBackoff(5 * time.Second)(b) }
+//
+// Applying an option to a Bucket already in use is not supported.
+type Option func(*Bucket)
 
 type config struct {
 	backoff    time.Duration
-	decoder    DecoderFunc
+	decoder    func(io.Reader) (Decoder, error)
 	startAfter StartAfterFunc
 	allowEmpty bool
 }
 
 // WithEmptyObjects makes streams accept objects that hold no records: they
-// emit nothing, as in the reference library (whose test data holds empty
+// emit nothing, as luno/reflex does (whose test data holds empty
 // objects). By default an empty object ends the stream with an
 // *ObjectError wrapping ErrEmptyObject, because in an append-only log of
 // events an object without records is usually a failed or truncated write.
 func WithEmptyObjects() Option {
-	return func(c *config) { c.allowEmpty = true }
+	return func(b *Bucket) { b.cfg.allowEmpty = true }
 }
 
 // WithBackoff sets how long a stream waits before listing the bucket again
@@ -50,14 +58,15 @@ func WithEmptyObjects() Option {
 // keys, so keep it well above a second for cloud buckets. d must be
 // positive.
 func WithBackoff(d time.Duration) Option {
-	return func(c *config) { c.backoff = d }
+	return func(b *Bucket) { b.cfg.backoff = d }
 }
 
-// WithDecoder sets how objects are split into records. The default is
-// NewJSONDecoder (concatenated JSON values or JSON lines). fn must not be
-// nil.
-func WithDecoder(fn DecoderFunc) Option {
-	return func(c *config) { c.decoder = fn }
+// WithDecoder sets how Stream splits objects into records: fn is called
+// with each object's reader. The default is JSONDecoder (concatenated JSON
+// values or JSON lines). fn must not be nil. StreamArchived does not use
+// it: archive objects are always JSON lines.
+func WithDecoder(fn func(io.Reader) (Decoder, error)) Option {
+	return func(b *Bucket) { b.cfg.decoder = fn }
 }
 
 // WithListStartAfter sets a driver-specific hook that asks the driver to
@@ -77,7 +86,7 @@ func WithDecoder(fn DecoderFunc) Option {
 //		return true
 //	})
 func WithListStartAfter(fn StartAfterFunc) Option {
-	return func(c *config) { c.startAfter = fn }
+	return func(b *Bucket) { b.cfg.startAfter = fn }
 }
 
 // Bucket streams the events of a bucket: see Stream. It is safe for
@@ -101,50 +110,47 @@ type Bucket struct {
 // names the bucket in metrics. Close closes the opened bucket. It returns
 // an error if the URL cannot be opened or an option is invalid.
 func OpenBucket(ctx context.Context, label, url string, opts ...Option) (*Bucket, error) {
-	cfg, err := newConfig(opts)
+	b, err := newBucket(label, nil, true, opts)
 	if err != nil {
 		return nil, err
 	}
-	bb, err := blob.OpenBucket(ctx, url)
-	if err != nil {
+	if b.bucket, err = blob.OpenBucket(ctx, url); err != nil {
 		return nil, fmt.Errorf("rblob: open bucket %q: %w", label, err)
 	}
-	return newBucket(label, bb, true, cfg), nil
+	return b, nil
 }
 
 // NewBucket returns a Bucket streaming from b, which the caller keeps
 // owning: Close does not close it. label names the bucket in metrics. It
 // panics (a programming error) if an option is invalid.
 func NewBucket(label string, b *blob.Bucket, opts ...Option) *Bucket {
-	cfg, err := newConfig(opts)
-	if err != nil {
-		panic(err.Error())
-	}
 	if b == nil {
 		panic("rblob: NewBucket: nil *blob.Bucket")
 	}
-	return newBucket(label, b, false, cfg)
+	bb, err := newBucket(label, b, false, opts)
+	if err != nil {
+		panic(err.Error())
+	}
+	return bb
 }
 
-func newConfig(opts []Option) (config, error) {
-	cfg := config{backoff: DefaultBackoff, decoder: jsonDecoderFunc}
+// newBucket applies the defaults, then opts, and validates the result.
+func newBucket(label string, raw *blob.Bucket, owned bool, opts []Option) (*Bucket, error) {
+	b := &Bucket{label: label, bucket: raw, owned: owned, cfg: config{backoff: DefaultBackoff, decoder: JSONDecoder}}
 	for i, o := range opts {
 		if o == nil {
-			return cfg, fmt.Errorf("rblob: option %d is nil", i)
+			return nil, fmt.Errorf("rblob: option %d is nil", i)
 		}
-		o(&cfg)
+		o(b)
 	}
 	switch {
-	case cfg.backoff <= 0:
-		return cfg, fmt.Errorf("rblob: WithBackoff(%v): backoff must be positive", cfg.backoff)
-	case cfg.decoder == nil:
-		return cfg, fmt.Errorf("rblob: WithDecoder(nil)")
+	case b.cfg.backoff <= 0:
+		return nil, fmt.Errorf("rblob: WithBackoff(%v): backoff must be positive", b.cfg.backoff)
+	case b.cfg.decoder == nil:
+		return nil, errors.New("rblob: WithDecoder(nil)")
 	}
-	return cfg, nil
-}
-
-func newBucket(label string, b *blob.Bucket, owned bool, cfg config) *Bucket {
-	return &Bucket{label: label, bucket: b, owned: owned, cfg: cfg, metrics: metrics.NewRBlob(label)}
+	b.metrics = metrics.NewRBlob(label)
+	return b, nil
 }
 
 // Close closes the underlying bucket if OpenBucket opened it; streams still

@@ -2,6 +2,7 @@ package rblob
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -29,18 +30,26 @@ func (c Cursor) String() string {
 	if c.EOF {
 		return c.Key + "|eof"
 	}
-	o := strconv.Itoa(c.Offset)
-	w := strconv.Itoa(len(o))
-	if len(w) < 2 {
-		w = "0" + w
+	var num [24]byte
+	o := strconv.AppendInt(num[:0], int64(c.Offset), 10)
+	var sb strings.Builder // one allocation
+	sb.Grow(len(c.Key) + 5 + len(o))
+	sb.WriteString(c.Key)
+	sb.WriteByte('|')
+	if len(o) < 10 {
+		sb.WriteByte('0')
 	}
-	return c.Key + "|" + w + "|" + o
+	sb.WriteString(strconv.Itoa(len(o)))
+	sb.WriteByte('|')
+	sb.Write(o)
+	return sb.String()
 }
 
 // ParseCursor parses key|NN|offset, key|eof, or the legacy key|offset. The
 // key must be non-empty and contain no "|"; offset is a decimal without
 // sign or leading zeros and NN its digit count. Any other input returns an
-// error wrapping ErrInvalidCursor.
+// error wrapping ErrInvalidCursor (and so reflex.ErrInvalidCursor) that
+// quotes at most 64 bytes of s.
 //
 // key|eof need not name an existing object: a stream resumes after it with
 // the first key greater than key, so "2019/06|eof" seeks to the first
@@ -48,7 +57,7 @@ func (c Cursor) String() string {
 func ParseCursor(s string) (Cursor, error) {
 	parts := strings.Split(s, "|")
 	bad := func(why string) (Cursor, error) {
-		return Cursor{}, fmt.Errorf("%w %q: %s", ErrInvalidCursor, s, why)
+		return Cursor{}, fmt.Errorf("%w %s: %s", ErrInvalidCursor, quote(s), why)
 	}
 	if len(parts) < 2 || len(parts) > 3 {
 		return bad("want key|NN|offset or key|eof")
@@ -62,11 +71,11 @@ func ParseCursor(s string) (Cursor, error) {
 		c.EOF = true
 		return c, nil
 	}
-	off, ok := parseOffset(last)
-	if !ok {
+	off, ok := parseDecimal(last)
+	if !ok || off > math.MaxInt {
 		return bad("offset must be a decimal integer without sign or leading zeros")
 	}
-	c.Offset = off
+	c.Offset = int(off)
 	if len(parts) == 3 {
 		nn := parts[1]
 		if len(nn) != 2 || nn[0] < '0' || nn[0] > '9' || nn[1] < '0' || nn[1] > '9' {
@@ -77,19 +86,6 @@ func ParseCursor(s string) (Cursor, error) {
 		}
 	}
 	return c, nil
-}
-
-func parseOffset(s string) (int, bool) {
-	if s == "" || (len(s) > 1 && s[0] == '0') {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	return n, err == nil
 }
 
 // validKey reports whether key can be part of a cursor.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -106,6 +107,15 @@ func decodeAll(d rblob.Decoder) ([][]byte, error) {
 	panic("decoder never ended")
 }
 
+func newJSONDecoder(t *testing.T, r io.Reader) rblob.Decoder {
+	t.Helper()
+	d, err := rblob.JSONDecoder(r)
+	if err != nil {
+		t.Fatalf("JSONDecoder: %v", err)
+	}
+	return d
+}
+
 func TestJSONDecoder(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -123,7 +133,7 @@ func TestJSONDecoder(t *testing.T) {
 		{in: "1 x", want: []string{"1"}, err: "invalid JSON"},
 	}
 	for _, tc := range tests {
-		got, err := decodeAll(rblob.NewJSONDecoder(strings.NewReader(tc.in)))
+		got, err := decodeAll(newJSONDecoder(t, strings.NewReader(tc.in)))
 		var gs []string
 		for _, r := range got {
 			gs = append(gs, string(r))
@@ -168,7 +178,7 @@ func FuzzJSONDecoder(f *testing.F) {
 			"bytewise": iotest.OneByteReader(bytes.NewReader(in)),
 			"data+eof": iotest.DataErrReader(bytes.NewReader(in)),
 		} {
-			got, err := decodeAll(rblob.NewJSONDecoder(r))
+			got, err := decodeAll(newJSONDecoder(t, r))
 			if len(got) != len(want) {
 				t.Fatalf("%s: %q: %d records, encoding/json %d", name, in, len(got), len(want))
 			}
@@ -188,16 +198,56 @@ func FuzzJSONDecoder(f *testing.F) {
 	})
 }
 
+// FuzzStreamRecords streams random object contents with Bucket.Stream
+// (whose default JSONDecoder takes the bytes read ahead without copying)
+// and checks the records and the error against encoding/json.
+func FuzzStreamRecords(f *testing.F) {
+	f.Add([]byte("1 2 {\"a\":[1,2]}\n\"s\""), uint16(0))
+	f.Add([]byte("{\"a\":1}\n{\"b\":["), uint16(3))
+	f.Add([]byte(`"x"null[]{}`), uint16(1))
+	f.Fuzz(func(t *testing.T, in []byte, readAhead uint16) {
+		rblob.SetReadAhead(t, int(readAhead))
+		raw := memBucket(t)
+		write(t, raw, "obj", string(in))
+		got, err := drainErr(t, rblob.NewBucket("fuzz-records", raw, rblob.WithEmptyObjects()).Stream, "")
+		want, wantErr := referenceDecode(in)
+		if !errors.Is(wantErr, io.EOF) && len(want) > 0 {
+			want = want[:len(want)-1] // the stream decodes one record ahead
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d records, encoding/json %d (%v, %v)", in, len(got), len(want), err, wantErr)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i].MetaData, want[i]) {
+				t.Fatalf("%q: record %d = %q, encoding/json %q", in, i, got[i].MetaData, want[i])
+			}
+		}
+		if (err == nil) != errors.Is(wantErr, io.EOF) {
+			t.Fatalf("%q: stream ends with %v, encoding/json with %v", in, err, wantErr)
+		}
+	})
+}
+
+// FuzzDecodeArchived checks DecodeArchived against encoding/json (the
+// same accept or reject, the same event: its fast path for the Archiver's
+// form must agree with encoding/json on every input), and that what it
+// accepts survives a round trip through the Archiver's encoding.
 func FuzzDecodeArchived(f *testing.F) {
 	f.Add([]byte(`{"id":"1","type":2,"foreign_id":"f","timestamp":"2026-05-01T10:00:00Z","metadata":"AQI=","trace":"eA=="}`))
 	f.Add([]byte(`{"id":"1","type":-2,"foreign_id":"","timestamp":"0001-01-01T00:00:00Z"}`))
 	f.Add([]byte(`{"id":"","type":2}`))
+	f.Add([]byte(`{"id":"1","type":2,"foreign_id":"f","timestamp":"2024-02-29T23:59:59.123456789Z","metadata":""}`))
+	f.Add([]byte(`{"id":"1","type":2,"foreign_id":"f","timestamp":"2026-05-01T10:00:00.5+01:00","trace":"eA=="}` + "\n"))
+	f.Add([]byte(`{"id":"1","type":2,"foreign_id":"\u00e9\n","timestamp":"2026-05-01T10:00:00Z"}`))
+	for i := range 8 {
+		e := testEvent(i)
+		e.ID = strconv.Itoa(i + 1)
+		f.Add([]byte(rblob.EncodeRecord(&e)))
+	}
 	f.Fuzz(func(t *testing.T, md []byte) {
+		checkSameAsJSON(t, md)
 		e, err := rblob.DecodeArchived(&reflex.Event{ID: "c", MetaData: md})
 		if err != nil {
-			if !errors.Is(err, rblob.ErrNotArchived) {
-				t.Fatalf("DecodeArchived(%q) error %v does not wrap ErrNotArchived", md, err)
-			}
 			return
 		}
 		line := rblob.EncodeRecord(e)

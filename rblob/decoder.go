@@ -16,28 +16,51 @@ type Decoder interface {
 	Decode() ([]byte, error)
 }
 
-// DecoderFunc returns a Decoder reading one object from r. See WithDecoder.
-type DecoderFunc func(r io.Reader) (Decoder, error)
+// DecoderFunc is the type of the functions WithDecoder takes, such as
+// JSONDecoder: it returns a Decoder reading one object from r.
+type DecoderFunc = func(r io.Reader) (Decoder, error)
 
-// jsonBufSize is the initial read buffer of a JSONDecoder: large reads keep
+// JSONDecoder is the default Decoder constructor (see WithDecoder): its
+// Decoder yields the raw bytes of each top-level JSON value of r, read as
+// concatenated JSON (values separated by optional whitespace, so JSON
+// lines work as well), exactly as successive encoding/json Decoder.Decode
+// calls into json.RawMessage would. It never fails itself; Decode returns
+// io.EOF when only whitespace remains, an error wrapping
+// io.ErrUnexpectedEOF for a value cut short, one wrapping the
+// *json.SyntaxError for invalid JSON (both naming the byte offset), and
+// read errors wrapped. A Decoder is not safe for concurrent use.
+//
+// It is a variable, as in luno/reflex, so that it can be passed to
+// WithDecoder as a value; reassigning it changes the default of Buckets
+// created later.
+var JSONDecoder = func(r io.Reader) (Decoder, error) {
+	return newJSONDecoder(r), nil
+}
+
+func newJSONDecoder(r io.Reader) *jsonDecoder {
+	if s, ok := r.(*objectSource); ok {
+		// A stream's object: take the bytes read ahead without copying.
+		d := &jsonDecoder{buf: s.buf, r: s.rest, rerr: s.rerr}
+		*s = objectSource{rerr: io.EOF}
+		return d
+	}
+	return &jsonDecoder{r: r}
+}
+
+// jsonBufSize is the initial read buffer of a jsonDecoder: large reads keep
 // object storage round trips few; it grows for longer values.
 const jsonBufSize = 64 << 10
 
-// JSONDecoder is the default Decoder: it yields the raw bytes of each
-// top-level JSON value of concatenated JSON (values separated by optional
-// whitespace, so JSON lines work as well), exactly as successive
-// encoding/json Decoder.Decode calls into json.RawMessage would. A truncated
-// value or invalid JSON is an error that names the byte offset. It is not
-// safe for concurrent use.
+// jsonDecoder is the Decoder of JSONDecoder.
 //
 // Objects, arrays, strings and plain scalars take a fast path: the value's
 // end is found by counting brackets, then the value is validated with
 // json.Valid. From the first value that does not (invalid or truncated
 // data, or scalars written without separators) it hands the rest of the
 // input to an encoding/json Decoder, which reports the error.
-type JSONDecoder struct {
-	r      io.Reader
-	buf    []byte // unread data is buf[pos:]
+type jsonDecoder struct {
+	r      io.Reader // nil once all input is in buf
+	buf    []byte    // unread data is buf[pos:]
 	pos    int
 	off    int64 // input offset of buf[0]
 	rerr   error // error of the last read, io.EOF at the end
@@ -45,49 +68,61 @@ type JSONDecoder struct {
 	slowAt int64 // input offset where slow starts
 }
 
-var _ Decoder = (*JSONDecoder)(nil)
+var _ Decoder = (*jsonDecoder)(nil)
 
-// NewJSONDecoder returns a JSONDecoder reading from r.
-func NewJSONDecoder(r io.Reader) *JSONDecoder {
-	return &JSONDecoder{r: r}
-}
-
-// Decode returns the next JSON value's bytes (without surrounding
-// whitespace), or io.EOF when only whitespace remains. A value cut short
-// returns an error wrapping io.ErrUnexpectedEOF; invalid JSON returns one
-// wrapping the *json.SyntaxError. Read errors are returned wrapped.
-func (d *JSONDecoder) Decode() ([]byte, error) {
+// Decode returns a copy of the next JSON value's bytes; see JSONDecoder.
+func (d *jsonDecoder) Decode() ([]byte, error) {
 	if d.slow != nil {
 		return d.decodeSlow()
 	}
-	// Skip whitespace.
-	for {
-		for d.pos < len(d.buf) && isSpace(d.buf[d.pos]) {
-			d.pos++
-		}
-		if d.pos < len(d.buf) {
-			break
-		}
-		if d.rerr != nil {
-			if errors.Is(d.rerr, io.EOF) {
-				return nil, io.EOF
-			}
-			return nil, fmt.Errorf("read after byte %d: %w", d.off+int64(d.pos), d.rerr)
-		}
-		d.fill()
+	rec, err := d.next()
+	if err != nil || d.slow != nil {
+		return rec, err // the slow decoder's value is already a copy
+	}
+	return bytes.Clone(rec), nil
+}
+
+// next returns the next JSON value's bytes, valid until the next call.
+func (d *jsonDecoder) next() ([]byte, error) {
+	if d.slow != nil {
+		return d.decodeSlow()
+	}
+	if err := d.skipSpace(); err != nil {
+		return nil, err
 	}
 	end, ok := d.scan()
 	if !ok || !json.Valid(d.buf[d.pos:end]) {
 		return d.fallback()
 	}
-	rec := bytes.Clone(d.buf[d.pos:end])
+	rec := d.buf[d.pos:end]
 	d.pos = end
 	return rec, nil
 }
 
+// skipSpace skips whitespace, reading as needed, so that buf[pos] is the
+// first byte of the next value. It returns io.EOF at the end of the input,
+// or the read error, wrapped, that ended it.
+func (d *jsonDecoder) skipSpace() error {
+	for {
+		for d.pos < len(d.buf) && isSpace(d.buf[d.pos]) {
+			d.pos++
+		}
+		if d.pos < len(d.buf) {
+			return nil
+		}
+		if d.rerr != nil {
+			if errors.Is(d.rerr, io.EOF) {
+				return io.EOF
+			}
+			return fmt.Errorf("read after byte %d: %w", d.off+int64(d.pos), d.rerr)
+		}
+		d.fill()
+	}
+}
+
 // scan returns the end of the value starting at pos, reading more input as
 // needed; ok is false if the input ends (or fails) first.
-func (d *JSONDecoder) scan() (end int, ok bool) {
+func (d *jsonDecoder) scan() (end int, ok bool) {
 	var depth int
 	var inString, escaped bool
 	scalar := true
@@ -139,8 +174,15 @@ func (d *JSONDecoder) scan() (end int, ok bool) {
 	}
 }
 
-// fill reads more input after compacting the buffer.
-func (d *JSONDecoder) fill() {
+// fill reads more input after moving the unread data to the front of the
+// buffer, growing the buffer if it is full.
+func (d *jsonDecoder) fill() {
+	if d.r == nil {
+		if d.rerr == nil {
+			d.rerr = io.EOF
+		}
+		return
+	}
 	if d.buf == nil {
 		d.buf = make([]byte, 0, jsonBufSize)
 	}
@@ -151,7 +193,7 @@ func (d *JSONDecoder) fill() {
 		d.pos = 0
 	}
 	if len(d.buf) == cap(d.buf) {
-		d.buf = append(d.buf, make([]byte, cap(d.buf))...)[:len(d.buf)]
+		d.buf = append(d.buf, make([]byte, max(cap(d.buf), jsonBufSize))...)[:len(d.buf)]
 	}
 	n, err := d.r.Read(d.buf[len(d.buf):cap(d.buf)])
 	d.buf = d.buf[:len(d.buf)+n]
@@ -161,11 +203,12 @@ func (d *JSONDecoder) fill() {
 }
 
 // fallback decodes the rest of the input with encoding/json.
-func (d *JSONDecoder) fallback() ([]byte, error) {
+func (d *jsonDecoder) fallback() ([]byte, error) {
 	rest := io.Reader(bytes.NewReader(d.buf[d.pos:]))
-	if d.rerr == nil {
+	switch {
+	case d.rerr == nil && d.r != nil:
 		rest = io.MultiReader(rest, d.r)
-	} else if !errors.Is(d.rerr, io.EOF) {
+	case d.rerr != nil && !errors.Is(d.rerr, io.EOF):
 		rest = io.MultiReader(rest, errReader{d.rerr})
 	}
 	d.slow = json.NewDecoder(rest)
@@ -174,7 +217,7 @@ func (d *JSONDecoder) fallback() ([]byte, error) {
 	return d.decodeSlow()
 }
 
-func (d *JSONDecoder) decodeSlow() ([]byte, error) {
+func (d *jsonDecoder) decodeSlow() ([]byte, error) {
 	var raw json.RawMessage
 	start := d.slowAt + d.slow.InputOffset()
 	if err := d.slow.Decode(&raw); err != nil {
@@ -202,5 +245,3 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 func isScalarByte(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '+' || c == '.'
 }
-
-func jsonDecoderFunc(r io.Reader) (Decoder, error) { return NewJSONDecoder(r), nil }

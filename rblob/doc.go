@@ -12,7 +12,11 @@
 // cursor, see [Cursor]), Timestamp (the object's modification time) and
 // MetaData (the record's bytes); Type is 0 and ForeignID is empty. Streams
 // of objects written by an [Archiver] carry whole events in MetaData: turn
-// them back with [DecodeArchived].
+// them back with [DecodeArchived]. [Bucket.StreamArchived] is the
+// [reflex.StreamFunc] of the archived events themselves, with their own IDs
+// as cursors: it starts after any event ID without reading the objects
+// before it, and decodes records without encoding/json, allocating memory
+// for many events at a time.
 //
 // Any gocloud.dev driver works (file://, mem://, s3://, gs://, azblob://);
 // the caller imports the driver package. Listing never depends on a
@@ -33,9 +37,23 @@
 // parameter would let a stream list, and fail on, a half-written
 // "<key>.<n>.tmp" file).
 //
+// Goroutines: each stream client (of Stream or StreamArchived) opens the
+// next object and reads its first bytes (up to 8 MiB) on a goroutine of
+// its own while the current object is consumed, one object at a time
+// (for StreamArchived, it also decodes the events in those bytes); the
+// client's Close (or a Recv error) cancels it and waits for it. An
+// [Archiver] with a maximum age (WithArchiveMaxAge, on by default) runs
+// one goroutine that writes objects by age; Archiver.Close stops it and
+// waits for it. rblob starts no other goroutine.
+//
+// Lock order: a stream client's lock is held by Recv and Close; an
+// Archiver's lock by Consume, Flush, Reset and its age goroutine. Neither
+// is held while taking the other.
+//
 // Metrics (Prometheus, label bucket): reflex_rblob_read_total (objects
 // opened), reflex_rblob_list_skip_total (listed keys skipped client-side),
-// reflex_rblob_read_bytes_total and reflex_rblob_decode_errors_total; an
+// reflex_rblob_read_bytes_total and reflex_rblob_decode_errors_total
+// (streams ended by an *ObjectError); an
 // Archiver records reflex_rblob_archived_objects_total,
 // reflex_rblob_archived_events_total and
 // reflex_rblob_archive_skipped_events_total (label archiver).

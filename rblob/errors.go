@@ -1,14 +1,20 @@
 package rblob
 
 import (
+	"context"
 	"errors"
 	"fmt"
+
+	"github.com/seed-e488ba2e/reflex"
 )
 
 var (
-	// ErrInvalidCursor is returned by ParseCursor and Bucket.Stream for a
-	// cursor that is not of the form key|NN|offset, key|offset or key|eof.
-	ErrInvalidCursor = errors.New("rblob: invalid cursor")
+	// ErrInvalidCursor is wrapped by the errors of ParseCursor and
+	// Bucket.Stream for a cursor that is not of the form key|NN|offset,
+	// key|offset or key|eof, and of Bucket.StreamArchived for one that is
+	// not a non-negative decimal event ID. It wraps reflex.ErrInvalidCursor,
+	// so errors.Is(err, reflex.ErrInvalidCursor) holds for those errors too.
+	ErrInvalidCursor error = &chainedError{msg: "rblob: invalid cursor", parent: reflex.ErrInvalidCursor}
 
 	// ErrCursorOutOfRange is wrapped in the *ObjectError returned by Recv when
 	// a stream resumes from key|NN|offset and the object holds no record at
@@ -24,7 +30,10 @@ var (
 	// ErrOutOfOrder is wrapped in the *ObjectError returned by Recv when an
 	// object appears with a key at or before the stream's position after
 	// the stream had listed past it: objects were not written in key order,
-	// and the stream would otherwise miss it.
+	// and the stream would otherwise miss it. An object that appears below
+	// one the stream listed but has not read yet is reported too, once the
+	// stream has read the listed ones and lists again (luno/reflex lists
+	// before every object and reads it instead, if it appears in time).
 	ErrOutOfOrder = errors.New("rblob: object written out of key order")
 
 	// ErrInvalidKey is wrapped in the *ObjectError returned by Recv for an
@@ -36,12 +45,16 @@ var (
 	// object with no records, unless the bucket has WithEmptyObjects.
 	ErrEmptyObject = errors.New("rblob: object has no records")
 
-	// ErrClientClosed is returned by a stream client's Recv after Close, and
-	// by a second Close.
-	ErrClientClosed = errors.New("rblob: stream client closed")
+	// ErrClientClosed is returned by a stream client's Recv after Close. It
+	// wraps context.Canceled, so errors.Is(err, context.Canceled) holds for
+	// it, as for the other streams of this module after Close.
+	ErrClientClosed error = &chainedError{msg: "rblob: stream client closed", parent: context.Canceled}
 
 	// ErrNotArchived is wrapped by DecodeArchived when an event's MetaData is
-	// not a record written by an Archiver.
+	// not a record written by an Archiver, and by the *ObjectError that
+	// Bucket.StreamArchived returns for an object that does not hold such
+	// records (a key not named by an Archiver, a malformed record, event IDs
+	// that are not integers, do not increase or do not match the key).
 	ErrNotArchived = errors.New("rblob: not an archived event")
 
 	// ErrArchiverClosed is returned by Archiver.Consume and Archiver.Flush
@@ -84,3 +97,13 @@ func (e *ObjectError) Error() string {
 
 // Unwrap returns the cause.
 func (e *ObjectError) Unwrap() error { return e.Err }
+
+// chainedError is a sentinel with its own message that also matches a more
+// general sentinel with errors.Is.
+type chainedError struct {
+	msg    string
+	parent error
+}
+
+func (e *chainedError) Error() string { return e.msg }
+func (e *chainedError) Unwrap() error { return e.parent }

@@ -3,6 +3,7 @@ package rblob_test
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"gocloud.dev/blob/memblob"
 
@@ -91,6 +92,44 @@ func ExampleArchiver() {
 	// 00000000000000000003.jsonl|01|0 => event 3 order-2 1
 	// 00000000000000000003.jsonl|eof => event 4 order-3 2
 	// 00000000000000000005.jsonl|eof => event 5 order-4 1
+}
+
+// ExampleBucket_StreamArchived replays the history an Archiver wrote as
+// the original events, from any event ID: the stream opens the object that
+// holds the next event and none before it.
+func ExampleBucket_StreamArchived() {
+	ctx := context.Background()
+	events := reflextest.NewLog() // stands in for an rsql events table
+	for i := range 5 {
+		events.Append(reflex.Event{ForeignID: fmt.Sprint("order-", i), Type: orderEvent(1 + i%2), MetaData: []byte("paid")})
+	}
+	raw := memblob.OpenBucket(nil)
+	defer raw.Close()
+	archiver := rblob.NewArchiver(raw, "orders-archive", rblob.WithArchiveMaxEvents(2))
+	defer archiver.Close()
+	_ = reflex.Run(ctx, archiver.Spec(events.Stream, reflextest.NewCursorStore(), reflex.WithStreamToHead()))
+	_ = archiver.Flush(ctx)
+
+	bucket := rblob.NewBucket("orders", raw)
+	cl, err := bucket.StreamArchived(ctx, "2", reflex.WithStreamToHead()) // after event 2
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cl.(io.Closer).Close()
+	for {
+		e, err := cl.Recv()
+		if err != nil {
+			fmt.Println("head reached:", reflex.IsHeadReachedErr(err))
+			break
+		}
+		fmt.Println(e.ID, e.ForeignID, e.Type.ReflexType(), string(e.MetaData))
+	}
+	// Output:
+	// 3 order-2 1 paid
+	// 4 order-3 2 paid
+	// 5 order-4 1 paid
+	// head reached: true
 }
 
 // ExampleParseCursor shows the cursor forms.

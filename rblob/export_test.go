@@ -10,3 +10,14 @@ func EncodeRecord(e *reflex.Event) string {
 	}
 	return string(b)
 }
+
+// DecodeRecordJSON decodes a record with encoding/json only, as
+// DecodeArchived did before its fast path.
+func DecodeRecordJSON(b []byte) (*reflex.Event, error) { return decodeRecordJSON(b) }
+
+// SetReadAhead makes streams read at most n bytes of an object when they
+// open it (and the rest as they decode it) until the test ends.
+func SetReadAhead(t interface{ Cleanup(func()) }, n int) {
+	readAheadHook.Store(int64(n))
+	t.Cleanup(func() { readAheadHook.Store(0) })
+}

@@ -10,10 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"gocloud.dev/blob"
 
 	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
 // Stream is a reflex.StreamFunc over the bucket: it streams the records of
@@ -21,13 +21,15 @@ import (
 // waits for new objects, listing the bucket again every backoff (see
 // WithBackoff). after is "" (from the first object) or a cursor from a
 // previous event's ID (see Cursor); an invalid cursor returns an error
-// wrapping ErrInvalidCursor.
+// wrapping ErrInvalidCursor (and so reflex.ErrInvalidCursor).
 //
 // Each event has ID = its Cursor, Timestamp = the object's modification
 // time, MetaData = the record, Type 0 and no ForeignID. The stream decodes
 // one record ahead to know which record is an object's last (whose cursor
-// is key|eof). An object without records is an error (ErrEmptyObject)
-// unless the bucket has WithEmptyObjects, when it emits nothing.
+// is key|eof), and reads the next object ahead while the current one is
+// consumed (its first 8 MiB). An object without records is an error
+// (ErrEmptyObject) unless the bucket has WithEmptyObjects, when it emits
+// nothing.
 //
 // Options: WithStreamToHead makes Recv return reflex.ErrHeadReached once
 // the last listed object is done and a new listing finds no newer one.
@@ -38,22 +40,33 @@ import (
 // (Recv waits, or returns ErrHeadReached with WithStreamToHead); a negative
 // lag is an error.
 //
+// Ordering: each listing must hold every object below the stream's
+// position that the previous listing held, and no new one. An object that
+// appears below the position later (written out of key order, even one
+// sorting before an object listed but not yet read) ends the stream with
+// an *ObjectError wrapping ErrOutOfOrder, once the stream lists the bucket
+// again (after the objects of the previous listing): it is never skipped
+// silently. luno/reflex lists the bucket before each object instead, and
+// reads such an object if it appears before the stream passes its key.
+//
 // Recv blocks, and returns ctx.Err() once ctx is done. Malformed or
 // unreadable objects return an *ObjectError naming the object and record
 // (see the package doc); resuming from key|NN|offset fails with
 // ErrCursorOutOfRange or ErrCursorWasEOF if the object is shorter than the
-// cursor says. Every Recv error is sticky and closes the open object.
+// cursor says. Every Recv error is sticky and releases the open objects.
 //
 // Stream is safe for concurrent use; each client is used by one goroutine
 // at a time, except that Close may be called from any goroutine to end a
-// blocked Recv. Clients implement io.Closer: Close releases the open object
-// and makes Recv return ErrClientClosed; a second Close returns
-// ErrClientClosed.
+// blocked Recv. Clients implement io.Closer: Close ends a blocked Recv,
+// stops the read-ahead goroutine and waits for it, releases the open
+// objects, and returns nil, every time; Recv then returns ErrClientClosed,
+// which wraps context.Canceled.
 func (b *Bucket) Stream(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
-	o := reflex.ResolveOptions(opts...)
-	if o.Lag < 0 {
-		return nil, fmt.Errorf("rblob: negative stream lag %v", o.Lag)
+	o, err := resolveStreamOptions(opts)
+	if err != nil {
+		return nil, err
 	}
+	var key string
 	var resume *Cursor
 	if after != "" && !o.StreamFromHead {
 		c, err := ParseCursor(after)
@@ -63,13 +76,29 @@ func (b *Bucket) Stream(ctx context.Context, after string, opts ...reflex.Stream
 		if !c.EOF {
 			resume = &c
 		}
-		after = c.Key
-	} else {
-		after = ""
+		key = c.Key
 	}
+	return b.newClient(ctx, o, key, resume, nil)
+}
 
+func resolveStreamOptions(opts []reflex.StreamOption) (reflex.StreamOptions, error) {
+	for i, o := range opts {
+		if o == nil {
+			return reflex.StreamOptions{}, fmt.Errorf("rblob: stream option %d is nil", i)
+		}
+	}
+	o := reflex.ResolveOptions(opts...)
+	if o.Lag < 0 {
+		return o, fmt.Errorf("rblob: negative stream lag %v", o.Lag)
+	}
+	return o, nil
+}
+
+// newClient returns a client positioned after key (resuming inside the
+// object resume names, if set); arch is set for StreamArchived.
+func (b *Bucket) newClient(ctx context.Context, o reflex.StreamOptions, key string, resume *Cursor, arch *archiveState) (*client, error) {
 	cctx, cancel := context.WithCancel(ctx)
-	c := &client{ctx: cctx, cancel: cancel, b: b, opts: o, key: after, resume: resume}
+	c := &client{ctx: cctx, cancel: cancel, b: b, opts: o, key: key, resume: resume, arch: arch}
 	if o.StreamFromHead {
 		// The head is resolved now, not at the first Recv, so that events
 		// written in between are delivered. c is not shared yet: no lock.
@@ -85,13 +114,15 @@ func (b *Bucket) Stream(ctx context.Context, after string, opts ...reflex.Stream
 	return c, nil
 }
 
-// client is a reflex.StreamClient over a Bucket.
+// client is a reflex.StreamClient over a Bucket, of records (Stream) or of
+// archived events (StreamArchived).
 type client struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	b      *Bucket
-	opts   reflex.StreamOptions
-	closed atomic.Bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+	b         *Bucket
+	opts      reflex.StreamOptions
+	closed    atomic.Bool
+	closeOnce sync.Once
 
 	mu sync.Mutex // held by Recv and Close; protects the following fields
 	// key is the key of the open object, or of the last object done (or the
@@ -99,8 +130,10 @@ type client struct {
 	key string
 	// resume is the mid-object cursor to resume from, until applied.
 	resume *Cursor
+	// arch is the state of a StreamArchived client; nil for Stream.
+	arch *archiveState
 	// cur is the open object, nil between objects.
-	cur *object
+	cur objectReader
 	// pending holds the sorted keys > key of the last listing, not yet opened.
 	pending []string
 	// known holds the sorted keys of the last listing, to detect objects
@@ -108,8 +141,12 @@ type client struct {
 	// listing (known is nil after an empty one).
 	known  []string
 	listed bool
-	timer  *time.Timer
-	err    error // sticky
+	// ahead reads pending[0] ahead while cur is consumed.
+	ahead readAhead
+	// spare is the read buffer of the last object done, for the next.
+	spare []byte
+	timer wait.Timer
+	err   error // sticky
 }
 
 var (
@@ -117,14 +154,12 @@ var (
 	_ io.Closer           = (*client)(nil)
 )
 
-// object is an open object being read.
-type object struct {
-	key     string
-	r       *blob.Reader
-	dec     Decoder
-	modTime time.Time
-	next    []byte // record idx, read ahead
-	idx     int
+// objectReader yields the events of one open object.
+type objectReader interface {
+	// next returns the object's next event, or io.EOF after its last.
+	next() (*reflex.Event, error)
+	// object returns the fetched object, to release.
+	object() *fetched
 }
 
 func (c *client) Recv() (*reflex.Event, error) {
@@ -135,30 +170,42 @@ func (c *client) Recv() (*reflex.Event, error) {
 	}
 	e, err := c.recvLocked()
 	if err != nil {
-		if c.closed.Load() {
+		switch {
+		case c.closed.Load():
 			err = ErrClientClosed
+		case c.ctx.Err() != nil:
+			err = c.ctx.Err()
+		default:
+			if _, ok := errors.AsType[*ObjectError](err); ok {
+				c.b.metrics.DecodeErrors.Inc()
+			}
 		}
 		c.err = err
-		c.closeObjectLocked()
+		c.releaseLocked()
 		return nil, err
 	}
 	return e, nil
 }
 
-// Close releases the open object and ends the stream; see Stream.
+// Close ends the stream; see Stream.
 func (c *client) Close() error {
-	if c.closed.Swap(true) {
-		return ErrClientClosed
-	}
-	c.cancel() // ends a concurrent Recv
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closeObjectLocked()
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	c.err = ErrClientClosed
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.cancel() // ends a concurrent Recv
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.releaseLocked()
+		c.err = ErrClientClosed
+	})
 	return nil
+}
+
+// releaseLocked closes the open object, stops the read-ahead goroutine and
+// waits for it.
+func (c *client) releaseLocked() {
+	c.closeObjectLocked()
+	c.ahead.stop()
+	c.timer.Stop()
 }
 
 func (c *client) recvLocked() (*reflex.Event, error) {
@@ -167,14 +214,18 @@ func (c *client) recvLocked() (*reflex.Event, error) {
 			return nil, err
 		}
 		if c.cur != nil {
-			return c.emitLocked()
-		}
-		if c.resume != nil {
-			if err := c.openResumeLocked(*c.resume); err != nil {
+			e, err := c.cur.next()
+			if errors.Is(err, io.EOF) {
+				c.closeObjectLocked()
+				continue
+			}
+			if err != nil {
 				return nil, err
 			}
-			c.resume = nil
-			continue
+			if err := c.lagLocked(e); err != nil {
+				return nil, err
+			}
+			return e, nil
 		}
 		key, err := c.nextKeyLocked()
 		if err != nil {
@@ -186,37 +237,28 @@ func (c *client) recvLocked() (*reflex.Event, error) {
 	}
 }
 
-// emit returns the read-ahead record of the open object and reads the next.
-func (c *client) emitLocked() (*reflex.Event, error) {
-	o := c.cur
-	rec, idx := o.next, o.idx
-	next, err := o.dec.Decode()
-	var id Cursor
-	switch {
-	case errors.Is(err, io.EOF):
-		id = Cursor{Key: o.key, EOF: true}
-		c.closeObjectLocked()
-	case err != nil:
-		return nil, c.decodeErr(o.key, idx+1, err)
-	default:
-		id = Cursor{Key: o.key, Offset: idx}
-		o.next, o.idx = next, idx+1
+// lagLocked waits until e is as old as the lag option asks, or returns
+// reflex.ErrHeadReached if the stream goes to the head only.
+func (c *client) lagLocked(e *reflex.Event) error {
+	if c.opts.Lag <= 0 {
+		return nil
 	}
-	return &reflex.Event{ID: id.String(), Type: eventType(0), Timestamp: o.modTime, MetaData: rec}, nil
+	d := c.opts.Lag - time.Since(e.Timestamp)
+	if d <= 0 {
+		return nil
+	}
+	if c.opts.StreamToHead {
+		return reflex.ErrHeadReached
+	}
+	return c.timer.Sleep(c.ctx, d)
 }
 
-// decodeErr wraps a decoding error, counting it unless the context ended.
-func (c *client) decodeErr(key string, offset int, err error) error {
-	if cerr := c.ctx.Err(); cerr != nil {
-		return cerr
-	}
-	c.b.metrics.DecodeErrors.Inc()
-	return &ObjectError{Key: key, Offset: offset, Err: err}
-}
-
-// nextKey returns the next key to open, listing the bucket and waiting as
-// needed.
+// nextKeyLocked returns the next key to open (the resume cursor's first),
+// listing the bucket and waiting as needed.
 func (c *client) nextKeyLocked() (string, error) {
+	if c.resume != nil {
+		return c.resume.Key, nil
+	}
 	for {
 		if len(c.pending) > 0 {
 			k := c.pending[0]
@@ -232,15 +274,17 @@ func (c *client) nextKeyLocked() (string, error) {
 		if c.opts.StreamToHead {
 			return "", reflex.ErrHeadReached
 		}
-		if err := c.waitLocked(c.b.cfg.backoff); err != nil {
+		if err := c.timer.Sleep(c.ctx, c.b.cfg.backoff); err != nil {
 			return "", err
 		}
 	}
 }
 
-// list lists the bucket, setting pending to the sorted keys after key. A
-// key at or before key that the previous listing did not hold is an
-// object written out of order.
+// listLocked lists the bucket, setting pending to the sorted keys after
+// key. A key at or before key that the previous listing did not hold is an
+// object written out of order. The first listing of a StreamArchived
+// client from a cursor starts at the object that may hold the cursor's
+// next event.
 func (c *client) listLocked() error {
 	lo := &blob.ListOptions{}
 	if sa := c.b.cfg.startAfter; sa != nil && c.key != "" {
@@ -250,26 +294,16 @@ func (c *client) listLocked() error {
 			return nil
 		}
 	}
-	it := c.b.bucket.List(lo)
-	var keys []string
-	for {
-		obj, err := it.Next(c.ctx)
-		if errors.Is(err, io.EOF) {
-			break
+	keys, err := listKeys(c.ctx, c.b.bucket, lo)
+	if err != nil {
+		if cerr := c.ctx.Err(); cerr != nil {
+			return cerr
 		}
-		if err != nil {
-			if cerr := c.ctx.Err(); cerr != nil {
-				return cerr
-			}
-			return fmt.Errorf("rblob: list bucket %q: %w", c.b.label, err)
-		}
-		if !obj.IsDir {
-			keys = append(keys, obj.Key)
-		}
+		return fmt.Errorf("rblob: list bucket %q: %w", c.b.label, err)
 	}
-	// Drivers list in key order, but not all of them byte-wise (fileblob
-	// walks directories), so sort.
-	slices.Sort(keys)
+	if !c.listed && c.arch != nil {
+		c.key = c.arch.locate(keys)
+	}
 	i, _ := slices.BinarySearch(keys, c.key)
 	if i < len(keys) && keys[i] == c.key {
 		i++
@@ -277,8 +311,7 @@ func (c *client) listLocked() error {
 	if c.listed {
 		for _, k := range keys[:i] {
 			if _, found := slices.BinarySearch(c.known, k); !found {
-				c.b.metrics.DecodeErrors.Inc()
-				return &ObjectError{Key: k, Offset: -1, Err: fmt.Errorf("%w: appeared after the stream passed it at %q", ErrOutOfOrder, c.key)}
+				return &ObjectError{Key: k, Offset: -1, Err: fmt.Errorf("%w: appeared after the stream passed it at %s", ErrOutOfOrder, quote(c.key))}
 			}
 		}
 	}
@@ -288,133 +321,146 @@ func (c *client) listLocked() error {
 	return nil
 }
 
-// open opens the object key and reads its first record; an empty object
-// is an error, or done at once with WithEmptyObjects.
-func (c *client) openLocked(key string) error {
-	o, err := c.openObjectLocked(key)
-	if err != nil {
-		return err
-	}
-	rec, err := o.dec.Decode()
-	if errors.Is(err, io.EOF) {
-		_ = o.r.Close()
-		if !c.b.cfg.allowEmpty {
-			return &ObjectError{Key: key, Offset: 0, Err: ErrEmptyObject}
+// listKeys returns the sorted keys of the objects b lists.
+func listKeys(ctx context.Context, b *blob.Bucket, lo *blob.ListOptions) ([]string, error) {
+	it := b.List(lo)
+	var keys []string
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		c.key = key
-		return nil
+		if err != nil {
+			return nil, err
+		}
+		if !obj.IsDir {
+			keys = append(keys, obj.Key)
+		}
+	}
+	// Drivers list in key order, but not all of them byte-wise (fileblob
+	// walks directories), so sort.
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// openLocked opens the object key, taking it from the read-ahead goroutine
+// if that read it, and starts reading the next pending object ahead.
+func (c *client) openLocked(key string) error {
+	if !validKey(key) {
+		return &ObjectError{Key: key, Offset: -1, Err: ErrInvalidKey}
+	}
+	f := c.ahead.take(key)
+	if f == nil {
+		f = fetch(c.ctx, c.b.bucket, key, c.takeSpareLocked(), c.b.metrics)
+	}
+	if err := f.err; err != nil {
+		f.release()
+		if cerr := c.ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return &ObjectError{Key: key, Offset: -1, Err: err}
+	}
+	var r objectReader
+	var err error
+	if c.arch != nil {
+		r, err = c.arch.open(f)
+	} else {
+		r, err = c.openRecords(f, c.resume)
+		c.resume = nil
 	}
 	c.key = key
 	if err != nil {
-		_ = o.r.Close()
-		return c.decodeErr(key, 0, err)
+		f.release()
+		return err
 	}
-	o.next = rec
-	c.cur = o
+	c.cur = r
+	if len(c.pending) > 0 {
+		var prepare func(context.Context, *fetched)
+		if c.arch != nil {
+			prepare = c.arch.prepare
+		}
+		c.ahead.start(c.ctx, c.b.bucket, c.pending[0], c.takeSpareLocked(), c.b.metrics, prepare)
+	}
 	return nil
 }
 
-// openResume re-opens the cursor's object, skips the records up to and
-// including its offset and reads the next one ahead.
-func (c *client) openResumeLocked(cur Cursor) error {
-	o, err := c.openObjectLocked(cur.Key)
-	if err != nil {
-		return err
-	}
-	fail := func(err error) error {
-		_ = o.r.Close()
-		return err
-	}
-	for i := 0; i <= cur.Offset; i++ {
-		_, err := o.dec.Decode()
-		if errors.Is(err, io.EOF) {
-			return fail(&ObjectError{Key: cur.Key, Offset: cur.Offset, Err: fmt.Errorf("%w: resuming from %q, the object has %d records", ErrCursorOutOfRange, cur, i)})
-		}
-		if err != nil {
-			return fail(c.decodeErr(cur.Key, i, err))
-		}
-	}
-	rec, err := o.dec.Decode()
-	if errors.Is(err, io.EOF) {
-		return fail(&ObjectError{Key: cur.Key, Offset: cur.Offset, Err: fmt.Errorf("%w: resuming from %q, its record is the object's last", ErrCursorWasEOF, cur)})
-	}
-	if err != nil {
-		return fail(c.decodeErr(cur.Key, cur.Offset+1, err))
-	}
-	o.next, o.idx = rec, cur.Offset+1
-	c.key = cur.Key
-	c.cur = o
-	return nil
-}
-
-// openObject opens key for reading, honouring the lag option.
-func (c *client) openObjectLocked(key string) (*object, error) {
-	if !validKey(key) {
-		c.b.metrics.DecodeErrors.Inc()
-		return nil, &ObjectError{Key: key, Offset: -1, Err: ErrInvalidKey}
-	}
-	r, err := c.b.bucket.NewReader(c.ctx, key, nil)
-	if err != nil {
-		if cerr := c.ctx.Err(); cerr != nil {
-			return nil, cerr
-		}
-		return nil, &ObjectError{Key: key, Offset: -1, Err: err}
-	}
-	c.b.metrics.Read.Inc()
-	mod := r.ModTime()
-	if lag := c.opts.Lag; lag > 0 {
-		if d := lag - time.Since(mod); d > 0 {
-			if c.opts.StreamToHead {
-				_ = r.Close()
-				return nil, reflex.ErrHeadReached
-			}
-			if err := c.waitLocked(d); err != nil {
-				_ = r.Close()
-				return nil, err
-			}
-		}
-	}
-	dec, err := c.b.cfg.decoder(countingReader{r: r, n: c.b.metrics.ReadBytes})
-	if err != nil {
-		_ = r.Close()
-		return nil, c.decodeErr(key, -1, err)
-	}
-	return &object{key: key, r: r, dec: dec, modTime: mod}, nil
+func (c *client) takeSpareLocked() []byte {
+	b := c.spare
+	c.spare = nil
+	return b
 }
 
 func (c *client) closeObjectLocked() {
 	if c.cur != nil {
-		_ = c.cur.r.Close()
+		c.spare = c.cur.object().release()
 		c.cur = nil
 	}
 }
 
-// wait blocks for d or until the stream's context is done.
-func (c *client) waitLocked(d time.Duration) error {
-	if c.timer == nil {
-		c.timer = time.NewTimer(d)
-	} else {
-		c.timer.Reset(d)
-	}
-	select {
-	case <-c.ctx.Done():
-		c.timer.Stop()
-		return c.ctx.Err()
-	case <-c.timer.C:
-		return nil
-	}
+// recordReader is the objectReader of Stream: the records of the bucket's
+// Decoder, with cursors.
+type recordReader struct {
+	f    *fetched
+	dec  Decoder
+	rec  []byte // record idx, read ahead
+	idx  int
+	done bool
 }
 
-// countingReader counts the bytes read into a metric.
-type countingReader struct {
-	r io.Reader
-	n prometheus.Counter
+func (r *recordReader) object() *fetched { return r.f }
+
+// openRecords starts decoding f, skipping the records up to and including
+// the resume cursor's offset if resume is set, and reads the first record
+// ahead. An empty object is an error, or done at once with allowEmpty.
+func (c *client) openRecords(f *fetched, resume *Cursor) (*recordReader, error) {
+	dec, err := c.b.cfg.decoder(&f.src)
+	if err != nil {
+		return nil, &ObjectError{Key: f.key, Offset: -1, Err: err}
+	}
+	r := &recordReader{f: f, dec: dec}
+	if resume != nil {
+		for i := 0; i <= resume.Offset; i++ {
+			_, err := dec.Decode()
+			if errors.Is(err, io.EOF) {
+				return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: resuming from %s, the object has %d records", ErrCursorOutOfRange, quote(resume.String()), i)}
+			}
+			if err != nil {
+				return nil, &ObjectError{Key: f.key, Offset: i, Err: err}
+			}
+		}
+		r.idx = resume.Offset + 1
+	}
+	r.rec, err = dec.Decode()
+	switch {
+	case errors.Is(err, io.EOF) && resume != nil:
+		return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: resuming from %s, its record is the object's last", ErrCursorWasEOF, quote(resume.String()))}
+	case errors.Is(err, io.EOF) && c.b.cfg.allowEmpty:
+		r.done = true
+	case errors.Is(err, io.EOF):
+		return nil, &ObjectError{Key: f.key, Offset: 0, Err: ErrEmptyObject}
+	case err != nil:
+		return nil, &ObjectError{Key: f.key, Offset: r.idx, Err: err}
+	}
+	return r, nil
 }
 
-func (cr countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	if n > 0 {
-		cr.n.Add(float64(n))
+// next returns the record read ahead and reads the next.
+func (r *recordReader) next() (*reflex.Event, error) {
+	if r.done {
+		return nil, io.EOF
 	}
-	return n, err
+	rec, idx := r.rec, r.idx
+	next, err := r.dec.Decode()
+	var id Cursor
+	switch {
+	case errors.Is(err, io.EOF):
+		id = Cursor{Key: r.f.key, EOF: true}
+		r.done = true
+	case err != nil:
+		return nil, &ObjectError{Key: r.f.key, Offset: idx + 1, Err: err}
+	default:
+		id = Cursor{Key: r.f.key, Offset: idx}
+		r.rec, r.idx = next, idx+1
+	}
+	return &reflex.Event{ID: id.String(), Type: eventType(0), Timestamp: r.f.modTime, MetaData: rec}, nil
 }

@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"gocloud.dev/blob"
+	"gocloud.dev/blob/driver"
 	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/blob/memblob"
 	"gocloud.dev/gcerrors"
@@ -207,7 +209,7 @@ func testdataBucket(t *testing.T, prefix string) *rblob.Bucket {
 	if prefix != "" {
 		raw = blob.PrefixedBucket(raw, prefix)
 	}
-	// The reference library's test data holds empty objects.
+	// luno/reflex's test data holds empty objects.
 	return rblob.NewBucket("testdata", raw, rblob.WithEmptyObjects())
 }
 
@@ -240,7 +242,7 @@ func records(events []*reflex.Event) string {
 	return strings.Join(s, ",")
 }
 
-// TestVectors runs the contract's vectors over testdata: 7 records in 5
+// TestVectors runs luno/reflex's test vectors over testdata: 7 records in 5
 // objects, 2 of them empty.
 func TestVectors(t *testing.T) {
 	all := testdataBucket(t, "")
@@ -359,11 +361,43 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := b.Stream(t.Context(), "", reflex.WithStreamLag(-time.Second)); err == nil {
 		t.Error("Stream with a negative lag: want an error")
 	}
-	for _, c := range []string{"x", "a|b|c|d", "|eof"} {
-		if _, err := b.Stream(t.Context(), c); !errors.Is(err, rblob.ErrInvalidCursor) {
-			t.Errorf("Stream(%q) = %v, want ErrInvalidCursor", c, err)
+	if _, err := b.Stream(t.Context(), "", nil); err == nil {
+		t.Error("Stream with a nil option: want an error")
+	}
+	for _, c := range []string{"x", "a|b|c|d", "|eof", strings.Repeat("k", 1000) + "|x"} {
+		_, err := b.Stream(t.Context(), c)
+		if !errors.Is(err, rblob.ErrInvalidCursor) || !errors.Is(err, reflex.ErrInvalidCursor) {
+			t.Errorf("Stream(%q) = %v, want rblob.ErrInvalidCursor and reflex.ErrInvalidCursor", c, err)
+		}
+		if err != nil && len(err.Error()) > 200 {
+			t.Errorf("Stream(%.20q...) error is %d bytes long: the cursor is not cut", c, len(err.Error()))
 		}
 	}
+}
+
+// TestObjectWrittenBeforeListedOne: an object that appears below an object
+// the stream listed but has not read yet (written out of key order) ends
+// the stream with ErrOutOfOrder once the listed objects are read. (luno/reflex
+// lists before each object and would read it first.)
+func TestObjectWrittenBeforeListedOne(t *testing.T) {
+	raw := memBucket(t)
+	write(t, raw, "a", "1")
+	write(t, raw, "c", "3")
+	b := rblob.NewBucket("order-listed", raw)
+	cl, err := b.Stream(t.Context(), "", reflex.WithStreamToHead())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.(io.Closer).Close()
+	if e, err := cl.Recv(); err != nil || e.ID != "a|eof" {
+		t.Fatalf("Recv = %v, %v; want a|eof", e, err)
+	}
+	write(t, raw, "b", "2") // below c, which the stream listed with a
+	if e, err := cl.Recv(); err != nil || e.ID != "c|eof" {
+		t.Fatalf("Recv = %v, %v; want c|eof, as listed", e, err)
+	}
+	_, err = cl.Recv()
+	checkObjectErr(t, err, "b", -1, rblob.ErrOutOfOrder, "")
 }
 
 func mustPanic(t *testing.T, what string, f func()) {
@@ -544,14 +578,14 @@ func TestClientClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := cl.(io.Closer)
-	if err := c.Close(); err != nil {
-		t.Errorf("Close = %v, want nil", err)
+	for i := range 2 {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close %d = %v, want nil", i+1, err)
+		}
 	}
-	if err := c.Close(); !errors.Is(err, rblob.ErrClientClosed) {
-		t.Errorf("second Close = %v, want ErrClientClosed", err)
-	}
-	if _, err := cl.Recv(); !errors.Is(err, rblob.ErrClientClosed) {
-		t.Errorf("Recv after Close = %v, want ErrClientClosed", err)
+	_, err = cl.Recv()
+	if !errors.Is(err, rblob.ErrClientClosed) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Recv after Close = %v, want ErrClientClosed, which is context.Canceled", err)
 	}
 
 	// Close ends a Recv blocked waiting for new objects.
@@ -567,11 +601,101 @@ func TestClientClose(t *testing.T) {
 	_ = cl.(io.Closer).Close()
 	select {
 	case err := <-errc:
-		if !errors.Is(err, rblob.ErrClientClosed) {
-			t.Errorf("blocked Recv after Close = %v, want ErrClientClosed", err)
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("blocked Recv after Close = %v, want context.Canceled", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close did not end a blocked Recv") // hang guard
+	}
+}
+
+// blockingDriver blocks opening one object until the open's context ends.
+type blockingDriver struct {
+	*startAfterDriver
+	block    string
+	entered  chan struct{}
+	inFlight atomic.Int32
+}
+
+func (d *blockingDriver) NewRangeReader(ctx context.Context, key string, offset, length int64, opts *driver.ReaderOptions) (driver.Reader, error) {
+	if key != d.block {
+		return d.startAfterDriver.NewRangeReader(ctx, key, offset, length, opts)
+	}
+	d.inFlight.Add(1)
+	defer d.inFlight.Add(-1)
+	d.entered <- struct{}{}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestCloseWaitsForReadAhead: the goroutine that opens the next object
+// ahead is owned by the client: Close (and a Recv error) cancels it and
+// returns only once it has exited.
+func TestCloseWaitsForReadAhead(t *testing.T) {
+	for _, end := range []string{"Close", "Recv error"} {
+		t.Run(end, func(t *testing.T) {
+			d := &blockingDriver{block: "b", entered: make(chan struct{}, 1)}
+			d.startAfterDriver = &startAfterDriver{objects: map[string][]byte{"a": []byte("1"), "b": []byte("2")}}
+			raw := blob.NewBucket(d)
+			defer raw.Close()
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			cl, err := rblob.NewBucket("read-ahead", raw).Stream(ctx, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, err := cl.Recv(); err != nil || e.ID != "a|eof" {
+				t.Fatalf("Recv = %v, %v; want a|eof", e, err)
+			}
+			select {
+			case <-d.entered: // the read-ahead of b is blocked in the driver
+			case <-time.After(2 * time.Minute):
+				t.Fatal("the next object was not read ahead") // hang guard
+			}
+			if end == "Close" {
+				if err := cl.(io.Closer).Close(); err != nil {
+					t.Fatalf("Close = %v", err)
+				}
+			} else {
+				cancel()
+				if _, err := cl.Recv(); !errors.Is(err, context.Canceled) {
+					t.Fatalf("Recv after cancel = %v, want context.Canceled", err)
+				}
+			}
+			if n := d.inFlight.Load(); n != 0 {
+				t.Errorf("%s returned with the read-ahead still in the driver (%d)", end, n)
+			}
+			_ = cl.(io.Closer).Close()
+		})
+	}
+}
+
+// TestCloseConcurrent: Close is safe concurrently and returns nil every
+// time; Recv then returns an error that is context.Canceled.
+func TestCloseConcurrent(t *testing.T) {
+	raw := memBucket(t)
+	write(t, raw, "a", "1 2 3")
+	write(t, raw, "b", "4")
+	cl, err := rblob.NewBucket("close-concurrent", raw).Stream(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if err := cl.(io.Closer).Close(); err != nil {
+				t.Errorf("Close = %v, want nil", err)
+			}
+		})
+	}
+	wg.Wait()
+	for range 2 {
+		if _, err := cl.Recv(); !errors.Is(err, context.Canceled) || !errors.Is(err, rblob.ErrClientClosed) {
+			t.Errorf("Recv after Close = %v, want ErrClientClosed (context.Canceled)", err)
+		}
 	}
 }
 
@@ -630,25 +754,29 @@ func TestMetrics(t *testing.T) {
 	write(t, raw, "c", "4 x") // 3 bytes, malformed
 	b := rblob.NewBucket("metrics-test", raw, rblob.WithEmptyObjects())
 	m := metrics.NewRBlob("metrics-test")
+	values := func() map[string]float64 {
+		return map[string]float64{
+			"read":          counterValue(t, m.Read),
+			"bytes":         counterValue(t, m.ReadBytes),
+			"decode errors": counterValue(t, m.DecodeErrors),
+			"list skip":     counterValue(t, m.ListSkip),
+		}
+	}
+	before := values() // earlier runs (-count) add up
 
 	_, err := drainErr(t, b.Stream, "")
 	checkObjectErr(t, err, "c", 1, nil, "invalid JSON")
 	want := map[string]float64{"read": 3, "bytes": 8, "decode errors": 1, "list skip": 0}
-	got := map[string]float64{
-		"read":          counterValue(t, m.Read),
-		"bytes":         counterValue(t, m.ReadBytes),
-		"decode errors": counterValue(t, m.DecodeErrors),
-		"list skip":     counterValue(t, m.ListSkip),
-	}
+	got := values()
 	for k, w := range want {
-		if got[k] != w {
-			t.Errorf("%s = %v, want %v", k, got[k], w)
+		if got[k]-before[k] != w {
+			t.Errorf("%s = %v, want %v", k, got[k]-before[k], w)
 		}
 	}
 
 	// Resuming after b lists a and b, skipped client-side.
 	_, _ = drainErr(t, b.Stream, "b|eof")
-	if got := counterValue(t, m.ListSkip); got != 2 {
+	if got := counterValue(t, m.ListSkip) - before["list skip"]; got != 2 {
 		t.Errorf("list skip = %v after resuming after b, want 2", got)
 	}
 }

@@ -27,7 +27,7 @@ var (
 
 	rblobDecodeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reflex_rblob_decode_errors_total",
-		Help: "Number of malformed records or objects met by rblob streams (each ends the stream with an error).",
+		Help: "Number of rblob streams ended by an object error: a malformed record or object, an object that could not be opened or read, or one that breaks the bucket's ordering rules.",
 	}, []string{bucketLabel})
 
 	rblobArchivedObjects = prometheus.NewCounterVec(prometheus.CounterOpts{
