@@ -18,13 +18,15 @@ var (
 
 	// ErrCursorOutOfRange is wrapped in the *ObjectError returned by Recv when
 	// a stream resumes from key|NN|offset and the object holds no record at
-	// offset.
+	// offset. That error also wraps reflex.ErrInvalidCursor, as does the
+	// error of a cursor that names an object the bucket does not have.
 	ErrCursorOutOfRange = errors.New("cursor out of range")
 
 	// ErrCursorWasEOF is wrapped in the *ObjectError returned by Recv when a
 	// stream resumes from key|NN|offset and the record at offset is the
 	// object's last, whose cursor should have been key|eof: the object
-	// changed since the cursor was issued.
+	// changed since the cursor was issued. That error also wraps
+	// reflex.ErrInvalidCursor.
 	ErrCursorWasEOF = errors.New("cursor was eof")
 
 	// ErrOutOfOrder is wrapped in the *ObjectError returned by Recv when an

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/wait"
@@ -358,6 +359,11 @@ func (c *client) openLocked(key string) error {
 		if cerr := c.ctx.Err(); cerr != nil {
 			return cerr
 		}
+		if c.resume != nil && c.resume.Key == key && gcerrors.Code(err) == gcerrors.NotFound {
+			// The cursor names an object that does not exist: no retry
+			// can make it valid.
+			err = fmt.Errorf("%w: %w", reflex.ErrInvalidCursor, err)
+		}
 		return &ObjectError{Key: key, Offset: -1, Err: err}
 	}
 	var r objectReader
@@ -422,7 +428,7 @@ func (c *client) openRecords(f *fetched, resume *Cursor) (*recordReader, error) 
 		for i := 0; i <= resume.Offset; i++ {
 			_, err := dec.Decode()
 			if errors.Is(err, io.EOF) {
-				return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: resuming from %s, the object has %d records", ErrCursorOutOfRange, quote(resume.String()), i)}
+				return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: %w: resuming from %s, the object has %d records", ErrCursorOutOfRange, reflex.ErrInvalidCursor, quote(resume.String()), i)}
 			}
 			if err != nil {
 				return nil, &ObjectError{Key: f.key, Offset: i, Err: err}
@@ -433,7 +439,7 @@ func (c *client) openRecords(f *fetched, resume *Cursor) (*recordReader, error) 
 	r.rec, err = dec.Decode()
 	switch {
 	case errors.Is(err, io.EOF) && resume != nil:
-		return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: resuming from %s, its record is the object's last", ErrCursorWasEOF, quote(resume.String()))}
+		return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: %w: resuming from %s, its record is the object's last", ErrCursorWasEOF, reflex.ErrInvalidCursor, quote(resume.String()))}
 	case errors.Is(err, io.EOF) && c.b.cfg.allowEmpty:
 		r.done = true
 	case errors.Is(err, io.EOF):
