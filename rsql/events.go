@@ -127,7 +127,7 @@ func NewEventsTable(name string, opts ...EventsOption) *EventsTable {
 		wakeWatchers(key)
 	}
 	if !cfg.noCache {
-		t.cache = newRCache(defaultCacheSize, m)
+		t.cache = newRCache(defaultCacheSize, defaultCacheBytes, m)
 	}
 
 	meta, trace := "NULL", "NULL"

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/seed-e488ba2e/reflex"
 )
@@ -25,6 +26,9 @@ type batch struct {
 	// gap is set when the load stopped before a missing ID that may still
 	// be committed or filled.
 	gap bool
+	// bytes is the memory the events pin (their chunk, strings and byte
+	// slices, shared by the whole batch), 0 if unknown.
+	bytes int
 	// full is set when the base loader returned as many rows as asked, so
 	// more rows probably follow.
 	full bool
@@ -301,16 +305,24 @@ func (t *EventsTable) loadStmt(ctx context.Context, db *sql.DB, lag bool) (*sql.
 	return s, nil
 }
 
-// decoder turns scanned rows into events with few allocations: events
-// are allocated in chunks, and the strings and byte slices of a batch
-// share one backing buffer each.
+// decoder turns scanned rows into events with few allocations: the rows
+// of a batch are collected first, then their events are allocated in one
+// chunk of exactly the batch's size (so that an event kept by the
+// read-through cache pins no more than its own batch), and the strings and
+// byte slices of a batch share one backing buffer each.
 type decoder struct {
-	ids   []int64
-	evs   []*reflex.Event
-	chunk []reflex.Event
-	offs  []rowOffsets
-	str   []byte // ID then foreign ID of every row
-	bin   []byte // metadata then trace of every row
+	rows []decodedRow
+	ids  []int64
+	str  []byte // ID then foreign ID of every row
+	bin  []byte // metadata then trace of every row
+}
+
+// decodedRow is a scanned row whose strings and byte slices are in
+// decoder.str and decoder.bin.
+type decodedRow struct {
+	ts  time.Time
+	typ int64
+	rowOffsets
 }
 
 // rowOffsets locate a row's strings in decoder.str and byte slices in
@@ -321,40 +333,27 @@ type rowOffsets struct {
 	traceStart, traceEnd int32
 }
 
-const (
-	firstChunk = 32
-	maxChunk   = 1024
-)
+// eventSize is the memory of one decoded event besides its strings and
+// byte slices: the event and its pointer and ID in a batch.
+const eventSize = int(unsafe.Sizeof(reflex.Event{})) + 2*8
 
 // grow makes room for n rows.
 func (d *decoder) grow(n int) {
+	d.rows = make([]decodedRow, 0, n)
 	d.ids = make([]int64, 0, n)
-	d.evs = make([]*reflex.Event, 0, n)
-	d.offs = make([]rowOffsets, 0, n)
-	d.chunk = make([]reflex.Event, 0, n)
 	d.str = make([]byte, 0, 16*n)
 }
 
 func (d *decoder) add(id int64, fid []byte, ts time.Time, typ int64, meta, trace []byte) {
-	if len(d.chunk) == cap(d.chunk) {
-		n := firstChunk
-		if c := cap(d.chunk); c > 0 {
-			n = min(2*c, maxChunk)
-		}
-		d.chunk = make([]reflex.Event, 0, n)
-	}
-	d.chunk = append(d.chunk, reflex.Event{Timestamp: ts, Type: eventType(typ)})
-	d.evs = append(d.evs, &d.chunk[len(d.chunk)-1])
-	d.ids = append(d.ids, id)
-
-	var o rowOffsets
+	r := decodedRow{ts: ts, typ: typ}
 	d.str = strconv.AppendInt(d.str, id, 10)
-	o.idEnd = int32(len(d.str))
+	r.idEnd = int32(len(d.str))
 	d.str = append(d.str, fid...)
-	o.fidEnd = int32(len(d.str))
-	o.metaStart, o.metaEnd = d.appendBin(meta)
-	o.traceStart, o.traceEnd = d.appendBin(trace)
-	d.offs = append(d.offs, o)
+	r.fidEnd = int32(len(d.str))
+	r.metaStart, r.metaEnd = d.appendBin(meta)
+	r.traceStart, r.traceEnd = d.appendBin(trace)
+	d.rows = append(d.rows, r)
+	d.ids = append(d.ids, id)
 }
 
 func (d *decoder) appendBin(b []byte) (int32, int32) {
@@ -367,25 +366,36 @@ func (d *decoder) appendBin(b []byte) (int32, int32) {
 }
 
 func (d *decoder) finish() batch {
+	n := len(d.rows)
+	if n == 0 {
+		return batch{}
+	}
+	chunk := make([]reflex.Event, n)
+	evs := make([]*reflex.Event, n)
 	s := string(d.str)
 	var start int32
-	for i, e := range d.evs {
-		o := d.offs[i]
-		e.ID = s[start:o.idEnd]
-		e.ForeignID = s[o.idEnd:o.fidEnd]
-		start = o.fidEnd
-		if o.metaStart >= 0 {
-			e.MetaData = nonNil(d.bin[o.metaStart:o.metaEnd:o.metaEnd])
+	for i := range d.rows {
+		r := &d.rows[i]
+		e := &chunk[i]
+		e.ID = s[start:r.idEnd]
+		e.ForeignID = s[r.idEnd:r.fidEnd]
+		start = r.fidEnd
+		e.Timestamp = r.ts
+		e.Type = eventType(r.typ)
+		if r.metaStart >= 0 {
+			e.MetaData = nonNil(d.bin[r.metaStart:r.metaEnd:r.metaEnd])
 		}
-		if o.traceStart >= 0 {
-			e.Trace = nonNil(d.bin[o.traceStart:o.traceEnd:o.traceEnd])
+		if r.traceStart >= 0 {
+			e.Trace = nonNil(d.bin[r.traceStart:r.traceEnd:r.traceEnd])
 		}
+		evs[i] = e
 	}
-	b := batch{events: d.evs, ids: d.ids}
-	if n := len(d.ids); n > 0 {
-		b.next = d.ids[n-1]
+	return batch{
+		events: evs,
+		ids:    d.ids,
+		next:   d.ids[n-1],
+		bytes:  n*eventSize + (cap(d.ids)-n)*8 + len(s) + cap(d.bin),
 	}
-	return b
 }
 
 // nonNil keeps an empty, non-NULL value distinct from NULL (a slice of a

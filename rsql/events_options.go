@@ -20,8 +20,11 @@ const (
 	// defaultBackoff is the poll interval of the shared head watcher.
 	defaultBackoff = 50 * time.Millisecond
 	// defaultCacheSize is the number of head events the read-through cache
-	// holds.
+	// holds at most.
 	defaultCacheSize = 10000
+	// defaultCacheBytes bounds the memory of the events the read-through
+	// cache holds (events with large metadata reach it before the count).
+	defaultCacheBytes = 4 << 20
 )
 
 // Loader loads the events after prev (exclusive) in ascending ID order:

@@ -6,7 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"strconv"
+		"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,10 +34,20 @@ const (
 )
 
 func setupW4c(*config) string {
-	return fmt.Sprintf("a child process tails %d events from the head through reflex.Run (default table options, in-memory cursor store, no-op consumers) while %d writer goroutines in the same process commit one event per transaction, %d events/s in total, calling the returned notify func; with 1 and with %d consumers. RSS is the child's VmRSS once every consumer has consumed %d and %d events; peak is its VmHWM. In -quick mode it runs once.", tailMemN, tailMemWriters, tailMemRate, w5Consumers, tailMemWarm, tailMemN)
+	return fmt.Sprintf("a child process tails %d events from the head through reflex.Run (default table options, in-memory cursor store, no-op consumers) while %d writer goroutines in the same process commit one event per transaction, %d events/s in total, calling the returned notify func; with 1 and with %d consumers. RSS is the child's VmRSS once every consumer has consumed %d and %d events; peak is its VmHWM; the floor is the VmRSS of the same executable connected and idle. In -quick mode it runs once.", tailMemN, tailMemWriters, tailMemRate, w5Consumers, tailMemWarm, tailMemN)
 }
 
 func runW4c(ctx context.Context, c *config, r *WorkloadReport) error {
+	// The child's own floor: the same executable, connected and idle.
+	out, _, err := c.runChild(ctx, "idle", "-table", "w4c_idle")
+	if err != nil {
+		return err
+	}
+	idle, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+	if err != nil {
+		return fmt.Errorf("child idle printed %q", out)
+	}
+	r.add("idle child RSS (floor)", "MB", "", idle/1024)
 	for _, consumers := range []int{1, w5Consumers} {
 		table := fmt.Sprintf("w4c_events_%d", consumers)
 		if err := createEvents(ctx, c.db, table); err != nil {

@@ -833,7 +833,8 @@ func (s *updateStore) Flush(ctx context.Context) error {
 // ---- child processes ----------------------------------------------------
 
 // child runs a child mode: "catchup" prints events/s; "writer" prints
-// "seq commitUnixNano" lines; "tailmem" prints W4C's RSS figures.
+// "seq commitUnixNano" lines; "tailmem" prints W4C's RSS figures and
+// "idle" its RSS once connected.
 func child(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "reflexbench child: mode required")
@@ -894,6 +895,12 @@ func child(args []string) int {
 			fmt.Fprintln(os.Stderr, "writer:", err)
 			return 1
 		}
+	case "idle":
+		if err := db.PingContext(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "idle:", err)
+			return 1
+		}
+		fmt.Println(procStatusKB("VmRSS"))
 	case "tailmem":
 		ctx, cancel := context.WithTimeout(ctx, tailMemDeadline(n))
 		defer cancel()
