@@ -6,7 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-		"strconv"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
