@@ -5,16 +5,15 @@ import (
 	"database/sql"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 	"unsafe"
 
 	"github.com/seed-e488ba2e/reflex"
 )
 
-// Loads are layered, outer to inner (contract 4.5): the noop filter, the
-// read-through cache (unless disabled, and skipped by streams catching
-// up), the gap detector, then the base loader (SQL or WithEventsLoader).
+// Loads are layered, outer to inner: the noop filter, the read-through
+// cache (unless disabled, and skipped by streams catching up), the gap
+// detector, then the base loader (SQL or WithEventsLoader).
 
 // batch is the result of one load.
 type batch struct {
@@ -112,7 +111,7 @@ func isNoopEvent(e *reflex.Event) bool {
 	return e.Type != nil && isNoop(e.ForeignID, e.Type.ReflexType())
 }
 
-// loadGapped is the gap detector (contract 4.7) over the base loader: it
+// loadGapped is the gap detector over the base loader: it
 // returns the events up to the first missing ID. A stream never passes a
 // missing ID, because its transaction may still commit; the gap is offered
 // to the table's gap listeners (see FillGaps) without blocking, and
@@ -181,7 +180,8 @@ func (t *EventsTable) lowerInFlight(ctx context.Context, db *sql.DB, id int64) (
 	}
 	defer tx.Rollback()
 	var got int64
-	err = tx.QueryRowContext(ctx, "SELECT "+t.q.id+" FROM "+t.q.table+" WHERE "+t.q.id+" < "+intLiteral(id)+" LIMIT 1").Scan(&got)
+	s := t.q.below(id)
+	err = tx.QueryRowContext(ctx, s.String(), s.args...).Scan(&got)
 	switch {
 	case err == sql.ErrNoRows:
 		return false, nil
@@ -201,19 +201,33 @@ func (t *EventsTable) loadCustom(ctx context.Context, db *sql.DB, prev int64, la
 	for i, e := range evs {
 		id, err := parseID(e.ID)
 		if err != nil {
-			return batch{}, fmt.Errorf("rsql: events table %s: loaded event %q: %w", t.name, e.ID, err)
+			return batch{}, fmt.Errorf("rsql: events table %s: loaded event: %w", t.name, err)
 		}
 		ids[i] = id
 	}
 	return batch{events: evs, ids: ids}, nil
 }
 
-// parseID parses a cursor or event ID: a base-10 int64 >= 0. The error
-// wraps ErrInvalidIntID.
+// parseID parses an event ID: a base-10 int64 >= 0. The error wraps
+// ErrInvalidIntID and quotes at most maxQuoted bytes of s.
 func parseID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 0 {
-		return 0, fmt.Errorf("%w: %q", ErrInvalidIntID, s)
+		return 0, fmt.Errorf("%w: %s", ErrInvalidIntID, quoteBounded(s))
+	}
+	return id, nil
+}
+
+// parseStreamCursor parses a stream's cursor: "" (0) or an event ID. The
+// error wraps reflex.ErrInvalidCursor and ErrInvalidIntID and quotes at
+// most maxQuoted bytes of s.
+func parseStreamCursor(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 0 {
+		return 0, fmt.Errorf("%w: %w: %s", reflex.ErrInvalidCursor, ErrInvalidIntID, quoteBounded(s))
 	}
 	return id, nil
 }
@@ -223,17 +237,16 @@ func parseID(s string) (int64, error) {
 // statement: the binary protocol is cheaper for the server and the client
 // than text for large batches.
 func (t *EventsTable) loadSQL(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int) (batch, error) {
-	stmt, err := t.loadStmt(ctx, db, lag > 0)
-	if err != nil {
-		return batch{}, err
-	}
 	hookQuery(t.q.table, "load")
 	start := time.Now()
-	var rows *sql.Rows
+	var (
+		rows *sql.Rows
+		err  error
+	)
 	if lag > 0 {
-		rows, err = stmt.QueryContext(ctx, prev, lag.Microseconds(), limit)
+		rows, err = t.stmts.query(ctx, db, t.q.loadLag, prev, lag.Microseconds(), limit)
 	} else {
-		rows, err = stmt.QueryContext(ctx, prev, limit)
+		rows, err = t.stmts.query(ctx, db, t.q.load, prev, limit)
 	}
 	if err != nil {
 		return batch{}, fmt.Errorf("rsql: load events from %s: %w", t.name, err)
@@ -268,41 +281,6 @@ func (t *EventsTable) loadSQL(ctx context.Context, db *sql.DB, prev int64, lag t
 		t.m.Deserialization.Observe(d.Seconds() / float64(n))
 	}
 	return b, nil
-}
-
-// stmtKey identifies a prepared load statement of a table.
-type stmtKey struct {
-	db  *sql.DB
-	lag bool
-}
-
-// loadStmt returns the table's prepared load statement on db, preparing
-// it on first use. Statements live as long as the table (database/sql
-// prepares them again on each connection that runs them).
-func (t *EventsTable) loadStmt(ctx context.Context, db *sql.DB, lag bool) (*sql.Stmt, error) {
-	key := stmtKey{db: db, lag: lag}
-	if s, ok := t.stmts.Load(key); ok {
-		return s.(*sql.Stmt), nil
-	}
-	var q strings.Builder
-	q.WriteString(t.selectSQL)
-	q.WriteString(t.d.placeholder(1))
-	n := 2
-	if lag {
-		q.WriteString(" AND ")
-		q.WriteString(t.d.olderThan(t.q.time, t.d.placeholder(n)))
-		n++
-	}
-	q.WriteString(" ORDER BY " + t.q.id + " LIMIT " + t.d.placeholder(n))
-	s, err := db.PrepareContext(ctx, q.String())
-	if err != nil {
-		return nil, fmt.Errorf("rsql: load events from %s: prepare: %w", t.name, err)
-	}
-	if prev, loaded := t.stmts.LoadOrStore(key, s); loaded {
-		_ = s.Close()
-		return prev.(*sql.Stmt), nil
-	}
-	return s, nil
 }
 
 // decoder turns scanned rows into events with few allocations: the rows
