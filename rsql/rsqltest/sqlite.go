@@ -13,10 +13,8 @@ import (
 // functions use the SQLite dialect for it until the test ends. It needs
 // the "sqlite" driver registered, which this package no longer links:
 // import package sqlitetest (or modernc.org/sqlite); without it OpenSQLite
-// fails tb saying so.
-//
-// Deprecated: use sqlitetest.Open, and sqlitetest.Tables to create the
-// tables.
+// fails tb saying so. It is kept for existing callers: new code uses
+// sqlitetest.Open, and sqlitetest.Tables to create the tables.
 func OpenSQLite(tb testing.TB) *sql.DB {
 	tb.Helper()
 	if !slices.Contains(sql.Drivers(), "sqlite") {
