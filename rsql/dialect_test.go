@@ -118,7 +118,7 @@ func TestEventsStatements(t *testing.T) {
 		{q.below(7).String(), "SELECT `id` FROM `db`.`events` WHERE `id` < 7 LIMIT 1"},
 		{q.idsIn(3, 9).String(), "SELECT `id` FROM `db`.`events` WHERE `id` >= 3 AND `id` < 9 ORDER BY `id`"},
 		{q.insertNoops([]int64{4, 5}).String(), "INSERT INTO `db`.`events` (`id`, `foreign_id`, `timestamp`, `type`) VALUES (4, _utf8mb4 X'30', now(6), 0), (5, _utf8mb4 X'30', now(6), 0)"},
-		{q.insertRows([]EventToInsert{{ForeignID: "a", Type: eventType(2)}, {ForeignID: "b", Type: eventType(3), MetaData: []byte{1}}}, nil)[0].String(),
+		{insertText(&q, []EventToInsert{{ForeignID: "a", Type: eventType(2)}, {ForeignID: "b", Type: eventType(3), MetaData: []byte{1}}}, nil).String(),
 			"INSERT INTO `db`.`events` (`foreign_id`, `timestamp`, `type`, `meta`) VALUES (_utf8mb4 X'61', now(6), 2, NULL), (_utf8mb4 X'62', now(6), 3, X'01')"},
 	} {
 		if tc.got != tc.want {
@@ -131,11 +131,21 @@ func TestEventsStatements(t *testing.T) {
 	if want := "SELECT `id`, `foreign_id`, `timestamp`, `type`, `meta`, `trace` FROM `events` WHERE `id` > $1 AND `timestamp` < now() - $2 ORDER BY `id` LIMIT $3"; n.loadLag != want {
 		t.Errorf("numbered load statement\n%s\nwant\n%s", n.loadLag, want)
 	}
-	stmts := n.insertRows([]EventToInsert{{ForeignID: "a", Type: eventType(1), MetaData: []byte("m")}, {ForeignID: "b", Type: eventType(2)}}, []byte("t"))
-	if len(stmts) != 1 || len(stmts[0].args) != 6 || stmts[0].args[3] != "b" ||
-		stmts[0].String() != "INSERT INTO `events` (`foreign_id`, `timestamp`, `type`, `meta`, `trace`) VALUES ($1, now(6), 1, $2, $3), ($4, now(6), 2, $5, $6)" {
-		t.Errorf("numbered insert: %s %q", stmts[0].String(), stmts[0].args)
+	st := insertText(&n, []EventToInsert{{ForeignID: "a", Type: eventType(1), MetaData: []byte("m")}, {ForeignID: "b", Type: eventType(2)}}, []byte("t"))
+	if len(st.args) != 6 || st.args[3] != "b" ||
+		st.String() != "INSERT INTO `events` (`foreign_id`, `timestamp`, `type`, `meta`, `trace`) VALUES ($1, now(6), 1, $2, $3), ($4, now(6), 2, $5, $6)" {
+		t.Errorf("numbered insert: %s %q", st.String(), st.args)
 	}
+}
+
+// insertText returns the statement of q.insertRows, which must hold all
+// events.
+func insertText(q *eventsSQL, events []EventToInsert, trace []byte) *sqlStmt {
+	s := &sqlStmt{d: q.d}
+	if n := q.insertRows(s, events, trace); n != len(events) {
+		panic(fmt.Sprintf("insertRows took %d of %d events", n, len(events)))
+	}
+	return s
 }
 
 func FuzzParseStreamCursor(f *testing.F) {

@@ -157,7 +157,9 @@ func (t *EventsTable) insertRows(ctx context.Context, dbc DBC, events []EventToI
 			return eventErr(i, err)
 		}
 	}
-	for _, s := range t.q.insertRows(events, trace) {
+	for len(events) > 0 {
+		s := sqlStmt{d: t.d}
+		events = events[t.q.insertRows(&s, events, trace):]
 		if _, err := dbc.ExecContext(ctx, s.String(), s.args...); err != nil {
 			return fmt.Errorf("rsql: insert into events table %s: %w", t.name, err)
 		}

@@ -15,6 +15,8 @@ type eventsSQL struct {
 	head    string // the maximum ID, NULL for an empty table
 	load    string // prepared: rows after ?, at most ?
 	loadLag string // prepared: rows after ?, older than ? µs, at most ?
+	// insertHead is the start of insertRows' statements, up to VALUES.
+	insertHead string
 }
 
 // newEventsSQL quotes the names of a table and its columns (validated
@@ -37,6 +39,7 @@ func newEventsSQL(d dialect, name string, c *eventsConfig) eventsSQL {
 	q.head = q.headStmt()
 	q.load = q.loadStmt(false)
 	q.loadLag = q.loadStmt(true)
+	q.insertHead = q.insertHeadStmt()
 	return q
 }
 
@@ -106,11 +109,30 @@ func (q *eventsSQL) insertNoops(ids []int64) *sqlStmt {
 	return s
 }
 
-// insertRows builds the INSERT statements of events, in order, each at
-// most maxInsertSQL bytes long (or one row) and within the dialect's
-// limit of parameters; trace is stored with every row if the table has a
-// trace column.
-func (q *eventsSQL) insertRows(events []EventToInsert, trace []byte) []*sqlStmt {
+// insertHeadStmt is the start of insertRows' statements.
+func (q *eventsSQL) insertHeadStmt() string {
+	s := q.stmt()
+	s.sql("INSERT INTO ", q.table, " (", q.foreignID, ", ", q.time, ", ", q.typ)
+	if q.metadata != "" {
+		s.sql(", ", q.metadata)
+	}
+	if q.trace != "" {
+		s.sql(", ", q.trace)
+	}
+	s.sql(") VALUES ")
+	return s.String()
+}
+
+// insertRowSize is a guess of the text of one row of insertRows, to size
+// its statement at once.
+const insertRowSize = 64
+
+// insertRows writes into s, empty, the INSERT statement of the first of
+// events, in order, and returns how many it holds: as many as fit in
+// maxInsertSQL bytes (at least one) and in the dialect's limit of
+// parameters. trace is stored with every row if the table has a trace
+// column.
+func (q *eventsSQL) insertRows(s *sqlStmt, events []EventToInsert, trace []byte) int {
 	perRow := 2
 	if q.metadata != "" {
 		perRow++
@@ -119,31 +141,17 @@ func (q *eventsSQL) insertRows(events []EventToInsert, trace []byte) []*sqlStmt 
 		perRow++
 	}
 	maxRows := q.d.maxParams() / perRow
-	var (
-		out  []*sqlStmt
-		s    *sqlStmt
-		rows int
-	)
+	s.grow(len(q.insertHead) + insertRowSize*min(len(events), maxRows))
+	s.sql(q.insertHead)
+	n := 0
 	for _, e := range events {
-		if s != nil && (s.size() >= maxInsertSQL || rows >= maxRows) {
-			s = nil
-		}
-		if s == nil {
-			s = q.stmt()
-			out = append(out, s)
-			rows = 0
-			s.sql("INSERT INTO ", q.table, " (", q.foreignID, ", ", q.time, ", ", q.typ)
-			if q.metadata != "" {
-				s.sql(", ", q.metadata)
+		if n > 0 {
+			if s.size() >= maxInsertSQL || n >= maxRows {
+				break
 			}
-			if q.trace != "" {
-				s.sql(", ", q.trace)
-			}
-			s.sql(") VALUES ")
-		} else {
 			s.sql(", ")
 		}
-		rows++
+		n++
 		s.sql("(")
 		s.val(e.ForeignID)
 		s.sql(", ", q.d.now(), ", ")
@@ -158,5 +166,5 @@ func (q *eventsSQL) insertRows(events []EventToInsert, trace []byte) []*sqlStmt 
 		}
 		s.sql(")")
 	}
-	return out
+	return n
 }

@@ -52,6 +52,9 @@ func (s *sqlStmt) arg() {
 	s.b.WriteString(s.d.placeholder(len(s.args) + s.params))
 }
 
+// grow makes room for n more bytes of text.
+func (s *sqlStmt) grow(n int) { s.b.Grow(n) }
+
 // size returns the length of the statement text so far.
 func (s *sqlStmt) size() int { return s.b.Len() }
 
