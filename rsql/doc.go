@@ -80,6 +80,8 @@
 // Where two locks are held together, the head watcher registry's lock is
 // taken before a watcher's lock. Every other lock of the events side (the
 // cache, gap listeners, gap metrics, stream clients, notifiers) is never
-// held while taking another. A [CursorsTable] takes its flush lock before
+// held while taking another; a table's prepared-statement lock (shared,
+// while a load's query starts) and its columns' lock (while the catalog
+// is read) are held only across database/sql calls. A [CursorsTable] takes its flush lock before
 // its buffer lock.
 package rsql

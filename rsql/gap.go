@@ -49,7 +49,8 @@ func (t *EventsTable) eventsTable() *EventsTable { return t }
 // next load. f must not block for long. Gaps that are waited out by the
 // streams without listeners are not lost, only not filled.
 //
-// ListenGaps returns ErrGapListenerStopped after StopGapListener. It is
+// The serving goroutine belongs to the table: StopGapListener and Close
+// stop it. ListenGaps returns ErrGapListenerStopped after either. It is
 // safe for concurrent use.
 func (t *EventsTable) ListenGaps(f GapListenFunc) error {
 	if f == nil {
@@ -78,11 +79,11 @@ func (t *EventsTable) StopGapListener(ctx context.Context) error {
 // detected again by the next load.
 //
 // The filler uses the table's configured ID column. It runs on the
-// table's gap-serving goroutine until StopFillingGaps (or
-// StopGapListener); clones of the table made while it runs are filled by
-// their own filler (see Clone). A second FillGaps on the same table does
-// nothing. It returns ErrGapListenerStopped after the table's listeners
-// were stopped.
+// table's gap-serving goroutine until StopFillingGaps, StopGapListener or
+// the table's Close; clones of the table made while it runs are filled by
+// their own filler, which their Close stops (see Clone). A second FillGaps
+// on the same table does nothing. It returns ErrGapListenerStopped after
+// the table's listeners were stopped.
 func FillGaps(dbc *sql.DB, gl GapListenable) error {
 	t := gl.eventsTable()
 	if dbc == nil {
