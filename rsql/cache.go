@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,21 +26,42 @@ func DisableCache() { cacheDisabled.Store(true) }
 // loadFunc is a load without the cache: gap detector and base loader.
 type loadFunc func(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int) (batch, error)
 
-// rcache is a table's read-through cache (contract 4.9): a contiguous,
-// ascending window of at most size events near the head, shared by all
-// streams of the table. Concurrent misses for the same position share one
-// load.
+// rcache is a table's read-through cache: a contiguous, ascending window
+// of the events near the head, shared by all streams of the table, of at
+// most size events and about maxBytes of memory. Concurrent misses for the
+// same position share one load.
+//
+// Memory: the events of one load share their allocations (see decoder),
+// so the cache counts the memory of each added batch (a segment) until
+// its last event leaves, and drops whole old segments to stay under
+// maxBytes. Its arrays are copied once the dropped prefix outgrows the
+// kept events, so dropped events are not kept reachable.
 type rcache struct {
-	size int
-	m    *metrics.EventsTable
+	size     int
+	maxBytes int
+	m        *metrics.EventsTable
 
 	mu      sync.RWMutex // protects the following fields
 	events  []*reflex.Event
 	ids     []int64
+	segs    []segment // ascending; segs[0] may start before ids[0]
+	bytes   int       // sum of segs' bytes
+	dropped int       // entries dropped from the front of the arrays
 	flights map[flightKey]*flight
 	// tailHeadCh is the headCh of the load that added the tail, if that
 	// load reached the head; nil otherwise.
 	tailHeadCh <-chan struct{}
+}
+
+// minCompact is the fewest dropped entries for which the cache copies its
+// arrays (a tiny cache would otherwise copy on every add).
+const minCompact = 64
+
+// segment is one batch added to the cache: its first ID and the memory its
+// events pin together.
+type segment struct {
+	first int64
+	bytes int
 }
 
 // flightKey identifies a load that concurrent misses can share.
@@ -56,8 +78,8 @@ type flight struct {
 	err  error
 }
 
-func newRCache(size int, m *metrics.EventsTable) *rcache {
-	return &rcache{size: size, m: m, flights: make(map[flightKey]*flight)}
+func newRCache(size, maxBytes int, m *metrics.EventsTable) *rcache {
+	return &rcache{size: size, maxBytes: maxBytes, m: m, flights: make(map[flightKey]*flight)}
 }
 
 // load returns the cached events after prev (all of them, or with lag
@@ -148,9 +170,9 @@ func (c *rcache) hitLocked(prev int64, lag time.Duration) (batch, bool) {
 // addLocked adds a loaded batch of consecutive events: it starts the cache
 // if empty, appends it if it follows the tail, replaces the cache if it
 // starts past the tail, and ignores an overlap. The oldest events beyond
-// the size are dropped. Readers may hold sub-slices of the cache: it only
-// ever appends past their length, never overwrites. It reports whether b
-// became the tail.
+// the size, and the oldest segments beyond maxBytes, are dropped. Readers
+// may hold sub-slices of the cache: it only ever appends past their
+// length, never overwrites. It reports whether b became the tail.
 func (c *rcache) addLocked(b batch) bool {
 	if len(b.ids) == 0 {
 		return false
@@ -159,16 +181,71 @@ func (c *rcache) addLocked(b batch) bool {
 	switch {
 	case n == 0 || b.ids[0] > c.ids[n-1]+1:
 		c.events, c.ids = b.events, b.ids
+		c.segs, c.bytes, c.dropped = c.segs[:0], 0, 0
 	case b.ids[0] == c.ids[n-1]+1:
 		c.events = append(c.events, b.events...)
 		c.ids = append(c.ids, b.ids...)
 	default:
 		return false
 	}
-	if over := len(c.ids) - c.size; over > 0 {
-		c.events, c.ids = c.events[over:], c.ids[over:]
+	size := b.bytes
+	if size == 0 {
+		size = estimateBytes(b.events)
 	}
+	c.segs = append(c.segs, segment{first: b.ids[0], bytes: size})
+	c.bytes += size
+	c.trimLocked()
 	return true
+}
+
+// trimLocked drops the oldest events beyond the size and the oldest
+// segments beyond maxBytes.
+func (c *rcache) trimLocked() {
+	drop := max(len(c.ids)-c.size, 0)
+	// Over maxBytes, drop whole segments, oldest first: only then is their
+	// memory freed.
+	freed := 0
+	for k := 0; k < len(c.segs) && c.bytes-freed > c.maxBytes; k++ {
+		freed += c.segs[k].bytes
+		end := len(c.ids)
+		if k+1 < len(c.segs) {
+			end = int(c.segs[k+1].first - c.ids[0])
+		}
+		drop = max(drop, end)
+	}
+	if drop == 0 {
+		return
+	}
+	c.events, c.ids = c.events[drop:], c.ids[drop:]
+	c.dropped += drop
+	// Forget the segments whose events are all gone.
+	k := 0
+	for k < len(c.segs) && (len(c.ids) == 0 || k+1 < len(c.segs) && c.segs[k+1].first <= c.ids[0]) {
+		c.bytes -= c.segs[k].bytes
+		k++
+	}
+	c.segs = append(c.segs[:0], c.segs[k:]...)
+	if len(c.ids) == 0 {
+		c.events, c.ids, c.dropped = nil, nil, 0
+		return
+	}
+	if c.dropped > max(len(c.ids)/2, minCompact) {
+		// The arrays' dropped prefix still references old events: copy
+		// the kept ones to new arrays (readers keep the old ones).
+		c.events = slices.Clone(c.events)
+		c.ids = slices.Clone(c.ids)
+		c.dropped = 0
+	}
+}
+
+// estimateBytes is the memory of events loaded by a custom loader, which
+// share no allocations as far as the cache knows.
+func estimateBytes(evs []*reflex.Event) int {
+	n := 0
+	for _, e := range evs {
+		n += eventSize + len(e.ID) + len(e.ForeignID) + cap(e.MetaData) + cap(e.Trace)
+	}
+	return n
 }
 
 // checkConsecutive reports ErrConsecEvent if ids are not consecutive.

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/metrics"
@@ -61,7 +63,7 @@ func (f *fakeSource) callCount() int {
 }
 
 func newTestCache(size int) *rcache {
-	return newRCache(size, metrics.NewEventsTable("cache_test"))
+	return newRCache(size, defaultCacheBytes, metrics.NewEventsTable("cache_test"))
 }
 
 func cacheLoad(t *testing.T, c *rcache, src *fakeSource, prev int64, limit int) []int64 {
@@ -137,6 +139,100 @@ func TestCacheTrims(t *testing.T) {
 	if got := c.ids; !eqIDs(got, 101, 200) {
 		t.Fatalf("cache holds %d..%d, want the newest 100", got[0], got[len(got)-1])
 	}
+}
+
+// TestCacheByteCap: beyond maxBytes the cache drops whole batches, oldest
+// first, since only then is their memory freed.
+func TestCacheByteCap(t *testing.T) {
+	c := newRCache(1000, 1000, metrics.NewEventsTable("cache_test"))
+	src := &fakeSource{n: 50}
+	for prev := int64(0); prev < 50; prev += 10 {
+		b, _ := src.load(t.Context(), nil, prev, 0, 10)
+		b.bytes = 300
+		c.mu.Lock()
+		c.addLocked(b)
+		c.mu.Unlock()
+	}
+	if !eqIDs(c.ids, 21, 50) || c.bytes != 900 || len(c.segs) != 3 {
+		t.Fatalf("cache holds %v (%d bytes in %d batches), want 21..50 in 900 bytes, 3 batches", c.ids, c.bytes, len(c.segs))
+	}
+	// Trimming by count keeps a batch that is still partly cached.
+	c.size = 25
+	src.n = 55
+	b, _ := src.load(t.Context(), nil, 50, 0, 10)
+	b.bytes = 100
+	c.mu.Lock()
+	c.addLocked(b)
+	c.mu.Unlock()
+	if !eqIDs(c.ids, 31, 55) || c.bytes != 700 || len(c.segs) != 3 || c.segs[0].first != 31 {
+		t.Fatalf("cache holds %v (%d bytes, batches %v), want 31..55 in 700 bytes from 3 batches", c.ids, c.bytes, c.segs)
+	}
+	// A batch bigger than the cap leaves the cache empty.
+	b, _ = (&fakeSource{n: 60}).load(t.Context(), nil, 55, 0, 10)
+	b.bytes = 5000
+	c.mu.Lock()
+	c.addLocked(b)
+	c.mu.Unlock()
+	if len(c.ids) != 0 || c.bytes != 0 || len(c.segs) != 0 {
+		t.Fatalf("cache holds %v (%d bytes), want nothing", c.ids, c.bytes)
+	}
+}
+
+// tailBatch decodes one row, as a load at the head finds it.
+func tailBatch(id int64) batch {
+	var d decoder
+	d.add(id, []byte("foreign"), time.Now(), 1, nil, nil)
+	return d.finish()
+}
+
+// TestCacheMemoryPerEvent: events loaded one per load (a tail) cost the
+// cache about their own size, not a chunk each.
+func TestCacheMemoryPerEvent(t *testing.T) {
+	const n = 10_000
+	c := newRCache(n, defaultCacheBytes, metrics.NewEventsTable("cache_test"))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for id := int64(1); id <= n; id++ {
+		c.mu.Lock()
+		c.addLocked(tailBatch(id))
+		c.mu.Unlock()
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if len(c.ids) != n {
+		t.Fatalf("cache holds %d events, want %d", len(c.ids), n)
+	}
+	// An event is about 120 bytes, plus its strings and the cache's arrays.
+	if per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n; per > 512 {
+		t.Errorf("cache of %d tailed events: %d bytes per event, want at most 512", n, per)
+	}
+	runtime.KeepAlive(c)
+}
+
+// TestCacheReleasesDropped: events dropped from the cache become garbage
+// (the arrays are copied once their dropped prefix grows), and so do the
+// batches they came from.
+func TestCacheReleasesDropped(t *testing.T) {
+	const size, n = 100, 1000
+	c := newTestCache(size)
+	var early []weak.Pointer[reflex.Event]
+	for id := int64(1); id <= n; id++ {
+		b := tailBatch(id)
+		if id <= n-size-minCompact-1 {
+			early = append(early, weak.Make(b.events[0]))
+		}
+		c.mu.Lock()
+		c.addLocked(b)
+		c.mu.Unlock()
+	}
+	runtime.GC()
+	for i, p := range early {
+		if p.Value() != nil {
+			t.Fatalf("event %d of %d is still reachable after the cache dropped it (cache holds %d..%d)", i+1, n, c.ids[0], c.ids[len(c.ids)-1])
+		}
+	}
+	runtime.KeepAlive(c)
 }
 
 func TestCacheHitIgnoresLimit(t *testing.T) {

@@ -68,6 +68,17 @@ func (c column) checkString(what, s string) error {
 	return nil
 }
 
+// checkBytes is checkString for a []byte value.
+func (c column) checkBytes(what string, b []byte) error {
+	if c.text {
+		return c.checkString(what, string(b))
+	}
+	if c.bytes > 0 && len(b) > c.bytes {
+		return fmt.Errorf("%w: %s: %d bytes, the column holds %d", ErrInvalidValue, what, len(b), c.bytes)
+	}
+	return nil
+}
+
 // checkInt returns an error wrapping ErrInvalidValue if i is outside the
 // range of an integer column c.
 func (c column) checkInt(what string, i int64) error {

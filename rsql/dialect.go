@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
-	"strconv"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -55,9 +54,10 @@ type dialect interface {
 	placeholder(n int) string
 	// now returns an expression for the current time with microseconds.
 	now() string
-	// olderThan returns a condition true when column col is older than
-	// now minus the number of microseconds bound to parameter ph.
-	olderThan(col, ph string) string
+	// olderThan writes a condition true when column col is older than now
+	// minus a number of microseconds given as a parameter when the
+	// statement runs (an arg of s).
+	olderThan(s *sqlStmt, col string)
 	// maxParams is the largest number of bind parameters in one statement.
 	maxParams() int
 
@@ -106,8 +106,10 @@ func (mysqlDialect) placeholder(int) string { return "?" }
 
 func (mysqlDialect) now() string { return "now(6)" }
 
-func (mysqlDialect) olderThan(col, ph string) string {
-	return col + " < now(6) - INTERVAL " + ph + " MICROSECOND"
+func (mysqlDialect) olderThan(s *sqlStmt, col string) {
+	s.sql(col, " < now(6) - INTERVAL ")
+	s.arg()
+	s.sql(" MICROSECOND")
 }
 
 // maxParams is the protocol limit on placeholders per prepared statement.
@@ -177,8 +179,10 @@ func (sqliteDialect) placeholder(int) string { return "?" }
 // a time.Time for DATETIME columns and that sorts chronologically.
 func (sqliteDialect) now() string { return "strftime('%Y-%m-%d %H:%M:%f', 'now')" }
 
-func (sqliteDialect) olderThan(col, ph string) string {
-	return col + " < strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%.6f seconds', " + ph + " / 1000000.0))"
+func (sqliteDialect) olderThan(s *sqlStmt, col string) {
+	s.sql(col, " < strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%.6f seconds', ")
+	s.arg()
+	s.sql(" / 1000000.0))")
 }
 
 // maxParams is SQLITE_MAX_VARIABLE_NUMBER's default since SQLite 3.32.
@@ -187,6 +191,3 @@ func (sqliteDialect) maxParams() int { return 32766 }
 func (sqliteDialect) uncommittedTx() *sql.TxOptions { return nil }
 
 func (sqliteDialect) literal(any) (string, bool) { return "", false }
-
-// intLiteral formats an integer for inclusion in SQL text.
-func intLiteral(i int64) string { return strconv.FormatInt(i, 10) }

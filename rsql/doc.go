@@ -13,7 +13,20 @@
 // [EventsSchema], [CursorsSchema] and [ErrorsSchema] return the DDL of
 // each table; the same DDL, with default table names, ships as plain .sql
 // files under schema/<dialect>/ for migration tools. MySQL DSNs must set
-// parseTime=true. Package rsqltest creates the tables in tests.
+// parseTime=true. Package rsqltest creates the tables in tests (package
+// rsqltest/sqlitetest opens SQLite databases for them).
+//
+// # Values the columns cannot hold
+//
+// MySQL and MariaDB in a non-strict SQL mode store a value that does not
+// fit its column cut or clamped, without an error. The SQL inserter of an
+// [EventsTable] therefore reads the table's columns from the catalog once
+// (at its first insert) and refuses, before writing anything, a foreign
+// ID, metadata or trace longer than its column, text that is not valid
+// UTF-8 (or outside a utf8mb3 column's characters), and a type or integer
+// foreign ID outside its column's range: the error wraps [ErrInvalidValue]
+// and names the table, the column and the limit, whatever the session's
+// SQL mode. A table without the configured columns gives [ErrSchema].
 //
 // # Events and gaps
 //
@@ -38,13 +51,37 @@
 // [EventsTable] serves the recent events to all its streams; streams far
 // behind the head bypass it and read large batches ahead of the consumer.
 // The head watchers are the package's only process-wide state, with the
-// switch of [DisableCache].
+// switch of [DisableCache]. The cache holds at most 10,000 events and
+// about 4 MiB of them.
+//
+// # Goroutines
+//
+// The events side starts these goroutines, each with an owner that stops
+// it and waits for it:
+//
+//   - The gap-serving goroutine of an [EventsTable], which calls its gap
+//     listeners and runs the gap filler of [FillGaps]: started by the
+//     first [EventsTable.ListenGaps] or [FillGaps] on the table, or by
+//     [EventsTable.Clone] of a table whose gaps FillGaps fills (on the
+//     clone). Owner: the table; [EventsTable.Close],
+//     [EventsTable.StopGapListener] and [StopFillingGaps] stop it.
+//   - The poller of a head watcher, one per table name, ID column and
+//     *sql.DB in the process, which queries the maximum ID while a stream
+//     waits at the head: started when a stream starts waiting, it exits
+//     when none waits. Owner: the streams of the table; the last of them
+//     to release the watcher (a client's Close, or the end of a Recv)
+//     cancels the poller's query if one runs and waits for it.
+//   - The read-ahead goroutine of a stream client catching up, which loads
+//     the next batch while the consumer handles the current one. Owner:
+//     the client; its Close stops it and waits for it.
 //
 // # Locks
 //
 // Where two locks are held together, the head watcher registry's lock is
 // taken before a watcher's lock. Every other lock of the events side (the
 // cache, gap listeners, gap metrics, stream clients, notifiers) is never
-// held while taking another. A [CursorsTable] takes its flush lock before
+// held while taking another; a table's prepared-statement lock (shared,
+// while a load's query starts) and its columns' lock (while the catalog
+// is read) are held only across database/sql calls. A [CursorsTable] takes its flush lock before
 // its buffer lock.
 package rsql

@@ -1,19 +1,23 @@
 package rsql
 
-import "errors"
+import (
+	"errors"
+	"strconv"
+)
 
 var (
-	// ErrConsecEvent is returned (wrapped) when events that must have
-	// consecutive IDs do not: by the read-through cache for a loaded batch
-	// with a hole, and by StreamClient.Recv ("pop error") when an event's ID
-	// is not greater than the stream's cursor. It indicates a broken
-	// loader, never a normal gap (gaps are waited out, see FillGaps).
+	// ErrConsecEvent is returned (wrapped) by the Recv of a stream whose
+	// WithEventsLoader loader returned an event whose ID is not greater
+	// than the one before it (or than the stream's cursor). It indicates a
+	// broken loader: the SQL loader reads in ID order, and a missing ID is
+	// a gap, which streams wait out (see FillGaps), never an error.
 	ErrConsecEvent = errors.New("non-consecutive event ids")
 
-	// ErrInvalidIntID is returned (wrapped, naming the value) for a cursor
-	// or event ID that is not a non-negative base-10 int64: by the
-	// StreamFunc of ToStream, by the first Recv of a client made by Stream,
-	// and by loads whose loader returned such an event ID.
+	// ErrInvalidIntID is returned (wrapped, quoting at most 64 bytes of the
+	// value) for a cursor or event ID that is not a non-negative base-10
+	// int64: by the StreamFunc of ToStream and by the Recv of a client made
+	// by Stream (both also wrapping reflex.ErrInvalidCursor), and by loads
+	// whose loader returned such an event ID.
 	ErrInvalidIntID = errors.New("invalid id, only int supported")
 
 	// ErrInvalidNoop is returned by the Insert methods for an event with
@@ -30,3 +34,16 @@ var (
 	// StopGapListener or StopFillingGaps stopped the table's gap listeners.
 	ErrGapListenerStopped = errors.New("rsql: gap listener stopped")
 )
+
+// maxQuoted is the most bytes of a caller's input that an error message
+// quotes.
+const maxQuoted = 64
+
+// quoteBounded quotes s for an error message, cut to maxQuoted bytes (and
+// then followed by its length).
+func quoteBounded(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxQuoted]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+}

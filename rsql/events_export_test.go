@@ -90,7 +90,7 @@ func (t *EventsTable) Backoff() time.Duration { return t.backoff }
 func (t *EventsTable) QuotedName() string { return t.q.table }
 
 // SetCacheSize replaces the table's cache by an empty one of size events.
-func (t *EventsTable) SetCacheSize(size int) { t.cache = newRCache(size, t.m) }
+func (t *EventsTable) SetCacheSize(size int) { t.cache = newRCache(size, defaultCacheBytes, t.m) }
 
 // CacheIDs returns the IDs of the cached events.
 func (t *EventsTable) CacheIDs() []int64 {

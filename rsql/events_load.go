@@ -5,15 +5,15 @@ import (
 	"database/sql"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/seed-e488ba2e/reflex"
 )
 
-// Loads are layered, outer to inner (contract 4.5): the noop filter, the
-// read-through cache (unless disabled, and skipped by streams catching
-// up), the gap detector, then the base loader (SQL or WithEventsLoader).
+// Loads are layered, outer to inner: the noop filter, the read-through
+// cache (unless disabled, and skipped by streams catching up), the gap
+// detector, then the base loader (SQL or WithEventsLoader).
 
 // batch is the result of one load.
 type batch struct {
@@ -25,6 +25,9 @@ type batch struct {
 	// gap is set when the load stopped before a missing ID that may still
 	// be committed or filled.
 	gap bool
+	// bytes is the memory the events pin (their chunk, strings and byte
+	// slices, shared by the whole batch), 0 if unknown.
+	bytes int
 	// full is set when the base loader returned as many rows as asked, so
 	// more rows probably follow.
 	full bool
@@ -108,7 +111,7 @@ func isNoopEvent(e *reflex.Event) bool {
 	return e.Type != nil && isNoop(e.ForeignID, e.Type.ReflexType())
 }
 
-// loadGapped is the gap detector (contract 4.7) over the base loader: it
+// loadGapped is the gap detector over the base loader: it
 // returns the events up to the first missing ID. A stream never passes a
 // missing ID, because its transaction may still commit; the gap is offered
 // to the table's gap listeners (see FillGaps) without blocking, and
@@ -177,7 +180,8 @@ func (t *EventsTable) lowerInFlight(ctx context.Context, db *sql.DB, id int64) (
 	}
 	defer tx.Rollback()
 	var got int64
-	err = tx.QueryRowContext(ctx, "SELECT "+t.q.id+" FROM "+t.q.table+" WHERE "+t.q.id+" < "+intLiteral(id)+" LIMIT 1").Scan(&got)
+	s := t.q.below(id)
+	err = tx.QueryRowContext(ctx, s.String(), s.args...).Scan(&got)
 	switch {
 	case err == sql.ErrNoRows:
 		return false, nil
@@ -197,19 +201,33 @@ func (t *EventsTable) loadCustom(ctx context.Context, db *sql.DB, prev int64, la
 	for i, e := range evs {
 		id, err := parseID(e.ID)
 		if err != nil {
-			return batch{}, fmt.Errorf("rsql: events table %s: loaded event %q: %w", t.name, e.ID, err)
+			return batch{}, fmt.Errorf("rsql: events table %s: loaded event: %w", t.name, err)
 		}
 		ids[i] = id
 	}
 	return batch{events: evs, ids: ids}, nil
 }
 
-// parseID parses a cursor or event ID: a base-10 int64 >= 0. The error
-// wraps ErrInvalidIntID.
+// parseID parses an event ID: a base-10 int64 >= 0. The error wraps
+// ErrInvalidIntID and quotes at most maxQuoted bytes of s.
 func parseID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 0 {
-		return 0, fmt.Errorf("%w: %q", ErrInvalidIntID, s)
+		return 0, fmt.Errorf("%w: %s", ErrInvalidIntID, quoteBounded(s))
+	}
+	return id, nil
+}
+
+// parseStreamCursor parses a stream's cursor: "" (0) or an event ID. The
+// error wraps reflex.ErrInvalidCursor and ErrInvalidIntID and quotes at
+// most maxQuoted bytes of s.
+func parseStreamCursor(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 0 {
+		return 0, fmt.Errorf("%w: %w: %s", reflex.ErrInvalidCursor, ErrInvalidIntID, quoteBounded(s))
 	}
 	return id, nil
 }
@@ -219,17 +237,16 @@ func parseID(s string) (int64, error) {
 // statement: the binary protocol is cheaper for the server and the client
 // than text for large batches.
 func (t *EventsTable) loadSQL(ctx context.Context, db *sql.DB, prev int64, lag time.Duration, limit int) (batch, error) {
-	stmt, err := t.loadStmt(ctx, db, lag > 0)
-	if err != nil {
-		return batch{}, err
-	}
 	hookQuery(t.q.table, "load")
 	start := time.Now()
-	var rows *sql.Rows
+	var (
+		rows *sql.Rows
+		err  error
+	)
 	if lag > 0 {
-		rows, err = stmt.QueryContext(ctx, prev, lag.Microseconds(), limit)
+		rows, err = t.stmts.query(ctx, db, t.q.loadLag, prev, lag.Microseconds(), limit)
 	} else {
-		rows, err = stmt.QueryContext(ctx, prev, limit)
+		rows, err = t.stmts.query(ctx, db, t.q.load, prev, limit)
 	}
 	if err != nil {
 		return batch{}, fmt.Errorf("rsql: load events from %s: %w", t.name, err)
@@ -266,51 +283,24 @@ func (t *EventsTable) loadSQL(ctx context.Context, db *sql.DB, prev int64, lag t
 	return b, nil
 }
 
-// stmtKey identifies a prepared load statement of a table.
-type stmtKey struct {
-	db  *sql.DB
-	lag bool
-}
-
-// loadStmt returns the table's prepared load statement on db, preparing
-// it on first use. Statements live as long as the table (database/sql
-// prepares them again on each connection that runs them).
-func (t *EventsTable) loadStmt(ctx context.Context, db *sql.DB, lag bool) (*sql.Stmt, error) {
-	key := stmtKey{db: db, lag: lag}
-	if s, ok := t.stmts.Load(key); ok {
-		return s.(*sql.Stmt), nil
-	}
-	var q strings.Builder
-	q.WriteString(t.selectSQL)
-	q.WriteString(t.d.placeholder(1))
-	n := 2
-	if lag {
-		q.WriteString(" AND ")
-		q.WriteString(t.d.olderThan(t.q.time, t.d.placeholder(n)))
-		n++
-	}
-	q.WriteString(" ORDER BY " + t.q.id + " LIMIT " + t.d.placeholder(n))
-	s, err := db.PrepareContext(ctx, q.String())
-	if err != nil {
-		return nil, fmt.Errorf("rsql: load events from %s: prepare: %w", t.name, err)
-	}
-	if prev, loaded := t.stmts.LoadOrStore(key, s); loaded {
-		_ = s.Close()
-		return prev.(*sql.Stmt), nil
-	}
-	return s, nil
-}
-
-// decoder turns scanned rows into events with few allocations: events
-// are allocated in chunks, and the strings and byte slices of a batch
-// share one backing buffer each.
+// decoder turns scanned rows into events with few allocations: the rows
+// of a batch are collected first, then their events are allocated in one
+// chunk of exactly the batch's size (so that an event kept by the
+// read-through cache pins no more than its own batch), and the strings and
+// byte slices of a batch share one backing buffer each.
 type decoder struct {
-	ids   []int64
-	evs   []*reflex.Event
-	chunk []reflex.Event
-	offs  []rowOffsets
-	str   []byte // ID then foreign ID of every row
-	bin   []byte // metadata then trace of every row
+	rows []decodedRow
+	ids  []int64
+	str  []byte // ID then foreign ID of every row
+	bin  []byte // metadata then trace of every row
+}
+
+// decodedRow is a scanned row whose strings and byte slices are in
+// decoder.str and decoder.bin.
+type decodedRow struct {
+	ts  time.Time
+	typ int64
+	rowOffsets
 }
 
 // rowOffsets locate a row's strings in decoder.str and byte slices in
@@ -321,40 +311,27 @@ type rowOffsets struct {
 	traceStart, traceEnd int32
 }
 
-const (
-	firstChunk = 32
-	maxChunk   = 1024
-)
+// eventSize is the memory of one decoded event besides its strings and
+// byte slices: the event and its pointer and ID in a batch.
+const eventSize = int(unsafe.Sizeof(reflex.Event{})) + 2*8
 
 // grow makes room for n rows.
 func (d *decoder) grow(n int) {
+	d.rows = make([]decodedRow, 0, n)
 	d.ids = make([]int64, 0, n)
-	d.evs = make([]*reflex.Event, 0, n)
-	d.offs = make([]rowOffsets, 0, n)
-	d.chunk = make([]reflex.Event, 0, n)
 	d.str = make([]byte, 0, 16*n)
 }
 
 func (d *decoder) add(id int64, fid []byte, ts time.Time, typ int64, meta, trace []byte) {
-	if len(d.chunk) == cap(d.chunk) {
-		n := firstChunk
-		if c := cap(d.chunk); c > 0 {
-			n = min(2*c, maxChunk)
-		}
-		d.chunk = make([]reflex.Event, 0, n)
-	}
-	d.chunk = append(d.chunk, reflex.Event{Timestamp: ts, Type: eventType(typ)})
-	d.evs = append(d.evs, &d.chunk[len(d.chunk)-1])
-	d.ids = append(d.ids, id)
-
-	var o rowOffsets
+	r := decodedRow{ts: ts, typ: typ}
 	d.str = strconv.AppendInt(d.str, id, 10)
-	o.idEnd = int32(len(d.str))
+	r.idEnd = int32(len(d.str))
 	d.str = append(d.str, fid...)
-	o.fidEnd = int32(len(d.str))
-	o.metaStart, o.metaEnd = d.appendBin(meta)
-	o.traceStart, o.traceEnd = d.appendBin(trace)
-	d.offs = append(d.offs, o)
+	r.fidEnd = int32(len(d.str))
+	r.metaStart, r.metaEnd = d.appendBin(meta)
+	r.traceStart, r.traceEnd = d.appendBin(trace)
+	d.rows = append(d.rows, r)
+	d.ids = append(d.ids, id)
 }
 
 func (d *decoder) appendBin(b []byte) (int32, int32) {
@@ -367,25 +344,36 @@ func (d *decoder) appendBin(b []byte) (int32, int32) {
 }
 
 func (d *decoder) finish() batch {
+	n := len(d.rows)
+	if n == 0 {
+		return batch{}
+	}
+	chunk := make([]reflex.Event, n)
+	evs := make([]*reflex.Event, n)
 	s := string(d.str)
 	var start int32
-	for i, e := range d.evs {
-		o := d.offs[i]
-		e.ID = s[start:o.idEnd]
-		e.ForeignID = s[o.idEnd:o.fidEnd]
-		start = o.fidEnd
-		if o.metaStart >= 0 {
-			e.MetaData = nonNil(d.bin[o.metaStart:o.metaEnd:o.metaEnd])
+	for i := range d.rows {
+		r := &d.rows[i]
+		e := &chunk[i]
+		e.ID = s[start:r.idEnd]
+		e.ForeignID = s[r.idEnd:r.fidEnd]
+		start = r.fidEnd
+		e.Timestamp = r.ts
+		e.Type = eventType(r.typ)
+		if r.metaStart >= 0 {
+			e.MetaData = nonNil(d.bin[r.metaStart:r.metaEnd:r.metaEnd])
 		}
-		if o.traceStart >= 0 {
-			e.Trace = nonNil(d.bin[o.traceStart:o.traceEnd:o.traceEnd])
+		if r.traceStart >= 0 {
+			e.Trace = nonNil(d.bin[r.traceStart:r.traceEnd:r.traceEnd])
 		}
+		evs[i] = e
 	}
-	b := batch{events: d.evs, ids: d.ids}
-	if n := len(d.ids); n > 0 {
-		b.next = d.ids[n-1]
+	return batch{
+		events: evs,
+		ids:    d.ids,
+		next:   d.ids[n-1],
+		bytes:  n*eventSize + (cap(d.ids)-n)*8 + len(s) + cap(d.bin),
 	}
-	return b
 }
 
 // nonNil keeps an empty, non-NULL value distinct from NULL (a slice of a

@@ -13,14 +13,14 @@ import (
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/reflextest"
 	"github.com/seed-e488ba2e/reflex/rsql"
-	"github.com/seed-e488ba2e/reflex/rsql/rsqltest"
+	"github.com/seed-e488ba2e/reflex/rsql/rsqltest/sqlitetest"
 )
 
 // newSQLiteTable creates an events table in a SQLite database.
 func newSQLiteTable(t testing.TB, db *sql.DB, opts ...rsql.EventsOption) *rsql.EventsTable {
 	t.Helper()
 	name := fmt.Sprintf("events_%d", tableSeq.Add(1))
-	rsqltest.CreateEventsTable(t, db, name)
+	sqlitetest.Tables.CreateEventsTable(t, db, name)
 	all := append([]rsql.EventsOption{rsql.WithEventsDialect(rsql.SQLite),
 		rsql.WithEventMetadataField("metadata"), rsql.WithEventTraceField("trace")}, opts...)
 	return rsql.NewEventsTable(name, all...)
@@ -35,7 +35,7 @@ func TestSQLiteStreamConformance(t *testing.T) {
 		{"NoCache", []rsql.EventsOption{rsql.WithoutEventsCache()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := rsqltest.OpenSQLite(t)
+			db := sqlitetest.Open(t)
 			reflextest.TestStreamFunc(t, reflextest.StreamHarness{
 				New: func(t *testing.T) (reflex.StreamFunc, reflextest.Appender) {
 					table := newSQLiteTable(t, db, tc.opts...)
@@ -50,7 +50,7 @@ func TestSQLiteStreamConformance(t *testing.T) {
 }
 
 func TestSQLiteInsertMany(t *testing.T) {
-	db := rsqltest.OpenSQLite(t)
+	db := sqlitetest.Open(t)
 	table := newSQLiteTable(t, db)
 	evs := make([]rsql.EventToInsert, 20_000) // more parameters than one statement takes
 	for i := range evs {
@@ -73,7 +73,7 @@ func TestSQLiteInsertMany(t *testing.T) {
 // TestSQLiteGapFilled: SQLite reuses rolled-back IDs, so gaps come from
 // explicit IDs or deletes; the filler fills them.
 func TestSQLiteGapFilled(t *testing.T) {
-	db := rsqltest.OpenSQLite(t)
+	db := sqlitetest.Open(t)
 	table := newSQLiteTable(t, db)
 	for _, id := range []int{1, 3} {
 		if _, err := db.Exec(`INSERT INTO "`+table.Name()+`" (id, foreign_id, timestamp, type) VALUES (?, 'f', strftime('%Y-%m-%d %H:%M:%f', 'now'), 1)`, id); err != nil {
@@ -111,7 +111,7 @@ func TestSQLiteGapFilled(t *testing.T) {
 // TestSQLiteConcurrentWriters: with writers serialised by SQLite, a
 // tailing consumer sees every committed event in order.
 func TestSQLiteConcurrentWriters(t *testing.T) {
-	db := rsqltest.OpenSQLite(t)
+	db := sqlitetest.Open(t)
 	table := newSQLiteTable(t, db)
 	if err := rsql.FillGaps(db, table); err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestSQLiteConcurrentWriters(t *testing.T) {
 }
 
 func TestSQLiteLag(t *testing.T) {
-	db := rsqltest.OpenSQLite(t)
+	db := sqlitetest.Open(t)
 	table := newSQLiteTable(t, db)
 	insertN(t, db, table, 1, 4)
 	if _, err := db.Exec(`UPDATE "` + table.Name() + `" SET timestamp = strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hour') WHERE id <= 2`); err != nil {
@@ -169,7 +169,7 @@ func TestSQLiteLag(t *testing.T) {
 }
 
 func TestSQLiteSchemaFile(t *testing.T) {
-	db := rsqltest.OpenSQLite(t)
+	db := sqlitetest.Open(t)
 	b, err := os.ReadFile("schema/sqlite/events.sql")
 	if err != nil {
 		t.Fatal(err)

@@ -12,11 +12,13 @@ import (
 )
 
 // ToStream returns a reflex.StreamFunc of the table's events read through
-// dbc. Options given at each call are applied after opts.
+// dbc. The options of a stream are the table's StreamOptions, then opts,
+// then the options given at each call.
 //
-// The StreamFunc validates the cursor (an error wrapping ErrInvalidIntID,
-// naming the cursor, for anything but "" or a non-negative base-10
-// int64) and, with reflex.WithStreamFromHead, resolves the head (the
+// The StreamFunc validates the cursor: for anything but "" or a
+// non-negative base-10 int64 it returns an error wrapping both
+// reflex.ErrInvalidCursor and ErrInvalidIntID, quoting at most 64 bytes
+// of the cursor. With reflex.WithStreamFromHead it resolves the head (the
 // maximum ID) before it returns: events inserted after the stream is
 // opened are delivered, even before the first Recv. It returns the
 // database error if that query fails, and an error for a nil dbc (unless
@@ -36,11 +38,11 @@ func (t *EventsTable) ToStream(dbc *sql.DB, opts ...reflex.StreamOption) reflex.
 }
 
 // Stream returns a client of the table's events after the cursor after
-// ("" for all). It does no I/O and never fails: an invalid cursor (an
-// error wrapping ErrInvalidIntID) or a nil dbc is reported by the first
-// Recv, and reflex.WithStreamFromHead resolves the head at the first Recv,
-// so events inserted before it are skipped; ToStream resolves it when the
-// stream is opened instead.
+// ("" for all), with the table's StreamOptions overridden by opts. It does
+// no I/O and never fails: an invalid cursor (the error of ToStream) or a
+// nil dbc is reported by every Recv, and reflex.WithStreamFromHead
+// resolves the head at the first Recv, so events inserted before it are
+// skipped; ToStream resolves it when the stream is opened instead.
 //
 // Recv returns the events in ID order, never past a missing ID (see
 // FillGaps), skipping noop events unless WithIncludeNoopEvents. At the
@@ -48,8 +50,9 @@ func (t *EventsTable) ToStream(dbc *sql.DB, opts ...reflex.StreamOption) reflex.
 // ctx; with reflex.WithStreamToHead it returns reflex.ErrHeadReached
 // instead. With reflex.WithStreamLag it returns only events older than
 // the lag by the database's clock. Database errors are returned as they
-// happen; the client can be used again after one. After ctx is done or
-// Close, Recv returns the context's error.
+// happen; the client can be used again after one. After ctx is done, Recv
+// returns ctx.Err(); after Close, it returns at once an error for which
+// errors.Is(err, context.Canceled) is true.
 //
 // The client is for one goroutine; Close may be called from any. It
 // implements io.Closer (Close stops its read-ahead goroutine, releases
@@ -61,7 +64,10 @@ func (t *EventsTable) Stream(ctx context.Context, dbc *sql.DB, after string, opt
 
 func (t *EventsTable) newClient(ctx context.Context, db *sql.DB, after string, opts []reflex.StreamOption) *streamClient {
 	ctx, cancel := context.WithCancel(ctx)
-	o := reflex.ResolveOptions(opts...)
+	o := t.StreamOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	o.Lag = max(o.Lag, 0)
 	return &streamClient{
 		ctx:    ctx,
@@ -195,29 +201,20 @@ func (c *streamClient) start() error {
 	var cur int64
 	switch {
 	case c.opts.StreamFromHead:
-		h, err := c.t.head(c.ctx, c.db)
+		h, err := c.t.Head(c.ctx, c.db)
 		if err != nil {
 			return err
 		}
 		cur = h
-	case c.after != "":
-		id, err := parseID(c.after)
+	default:
+		id, err := parseStreamCursor(c.after)
 		if err != nil {
-			return fmt.Errorf("rsql: stream events table %s: cursor: %w", c.t.name, err)
+			return fmt.Errorf("rsql: stream events table %s: %w", c.t.name, err)
 		}
 		cur = id
 	}
 	c.cursor, c.pos, c.started = cur, cur, true
 	return nil
-}
-
-// head returns the maximum ID of the table, 0 if it is empty.
-func (t *EventsTable) head(ctx context.Context, db *sql.DB) (int64, error) {
-	var h sql.NullInt64
-	if err := db.QueryRowContext(ctx, "SELECT MAX("+t.q.id+") FROM "+t.q.table).Scan(&h); err != nil {
-		return 0, fmt.Errorf("rsql: head of events table %s: %w", t.name, err)
-	}
-	return h.Int64, nil
 }
 
 // fill loads the next events into the buffer, waiting at the head.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/rsql"
@@ -53,10 +55,11 @@ func ExampleEventsTable_ToStream() {
 	var db *sql.DB
 	ctx := context.Background()
 
-	if err := rsql.FillGaps(db, userEvents); err != nil {
+	table := userEvents.Clone()
+	defer table.Close() // stops the gap filler and waits for it
+	if err := rsql.FillGaps(db, table); err != nil {
 		return
 	}
-	defer rsql.StopFillingGaps(context.Background(), userEvents)
 
 	consumer := reflex.NewConsumer("welcome_mailer", func(ctx context.Context, e *reflex.Event) error {
 		if reflex.IsType(e.Type, userCreated) {
@@ -64,7 +67,7 @@ func ExampleEventsTable_ToStream() {
 		}
 		return nil
 	})
-	spec := reflex.NewSpec(userEvents.ToStream(db), rsql.NewCursorsTable("cursors").ToStore(db), consumer)
+	spec := reflex.NewSpec(table.ToStream(db), rsql.NewCursorsTable("cursors").ToStore(db), consumer)
 	for {
 		err := reflex.Run(ctx, spec) // runs until an error
 		if errors.Is(err, context.Canceled) {
@@ -86,4 +89,50 @@ func ExampleEventsTable_InsertMany() {
 	if err := tx.Commit(); err == nil {
 		notify()
 	}
+}
+
+// Wrap the table's SQL loader, here to count the events loaded.
+func ExampleEventsTable_LoadEvents() {
+	var (
+		table  *rsql.EventsTable
+		loaded int
+	)
+	count := func(ctx context.Context, db *sql.DB, prev int64, lag time.Duration) ([]*reflex.Event, error) {
+		evs, err := table.LoadEvents(ctx, db, prev, lag)
+		loaded += len(evs)
+		return evs, err
+	}
+	table = rsql.NewEventsTable("user_events", rsql.WithEventsLoader(count))
+	_ = table
+}
+
+// Check a table name from configuration before NewEventsTable, which
+// panics on an invalid one.
+func ExampleCheckName() {
+	for _, name := range []string{"user_events", "shop.order_events", "events; DROP TABLE users"} {
+		fmt.Println(name, rsql.CheckName(name) == nil)
+	}
+	// Output:
+	// user_events true
+	// shop.order_events true
+	// events; DROP TABLE users false
+}
+
+// Measure how far a consumer's cursor is behind the head of its table.
+func ExampleEventsTable_Head() {
+	var db *sql.DB
+	ctx := context.Background()
+	head, err := userEvents.Head(ctx, db)
+	if err != nil {
+		return
+	}
+	cursor, err := rsql.NewCursorsTable("cursors").GetCursor(ctx, db, "welcome_mailer")
+	if err != nil {
+		return
+	}
+	var at int64
+	if cursor != "" {
+		fmt.Sscan(cursor, &at)
+	}
+	fmt.Println("events behind:", head-at)
 }

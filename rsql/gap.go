@@ -5,12 +5,12 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/seed-e488ba2e/reflex/internal/metrics"
+	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
 
 // Gap is a range of missing event IDs: every ID strictly between Prev and
@@ -49,7 +49,8 @@ func (t *EventsTable) eventsTable() *EventsTable { return t }
 // next load. f must not block for long. Gaps that are waited out by the
 // streams without listeners are not lost, only not filled.
 //
-// ListenGaps returns ErrGapListenerStopped after StopGapListener. It is
+// The serving goroutine belongs to the table: StopGapListener and Close
+// stop it. ListenGaps returns ErrGapListenerStopped after either. It is
 // safe for concurrent use.
 func (t *EventsTable) ListenGaps(f GapListenFunc) error {
 	if f == nil {
@@ -78,11 +79,11 @@ func (t *EventsTable) StopGapListener(ctx context.Context) error {
 // detected again by the next load.
 //
 // The filler uses the table's configured ID column. It runs on the
-// table's gap-serving goroutine until StopFillingGaps (or
-// StopGapListener); clones of the table made while it runs are filled by
-// their own filler (see Clone). A second FillGaps on the same table does
-// nothing. It returns ErrGapListenerStopped after the table's listeners
-// were stopped.
+// table's gap-serving goroutine until StopFillingGaps, StopGapListener or
+// the table's Close; clones of the table made while it runs are filled by
+// their own filler, which their Close stops (see Clone). A second FillGaps
+// on the same table does nothing. It returns ErrGapListenerStopped after
+// the table's listeners were stopped.
 func FillGaps(dbc *sql.DB, gl GapListenable) error {
 	t := gl.eventsTable()
 	if dbc == nil {
@@ -244,9 +245,10 @@ var testHookFillCheck atomic.Pointer[func()]
 // filled at once.
 func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) error {
 	var (
-		timer   *time.Timer
+		timer   wait.Timer
 		suspect map[int64]bool // IDs held back at the previous check
 	)
+	defer timer.Stop()
 	for {
 		present, err := t.idsIn(ctx, db, lo, hi, true)
 		if err != nil {
@@ -287,11 +289,11 @@ func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) e
 		}
 		suspect = next
 		// Recheck only the IDs still open.
-		wait := gapRecheck
+		pause := gapRecheck
 		if len(unsure) > 0 {
-			wait = gapConfirm
+			pause = gapConfirm
 			if d := testGapConfirm.Load(); d != 0 {
-				wait = time.Duration(d)
+				pause = time.Duration(d)
 			}
 		}
 		lo, hi = math.MaxInt64, math.MinInt64
@@ -300,16 +302,8 @@ func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) e
 				lo, hi = min(lo, ids[0]), max(hi, ids[len(ids)-1]+1)
 			}
 		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
-			defer timer.Stop()
-		} else {
-			timer.Reset(wait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timer.C:
+		if err := timer.Sleep(ctx, pause); err != nil {
+			return err
 		}
 	}
 }
@@ -317,8 +311,7 @@ func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) e
 // idsIn returns the IDs in [lo, hi) in ascending order, including those
 // of uncommitted transactions if uncommitted is set.
 func (t *EventsTable) idsIn(ctx context.Context, db *sql.DB, lo, hi int64, uncommitted bool) ([]int64, error) {
-	q := "SELECT " + t.q.id + " FROM " + t.q.table + " WHERE " + t.q.id + " >= " + intLiteral(lo) +
-		" AND " + t.q.id + " < " + intLiteral(hi) + " ORDER BY " + t.q.id
+	s := t.q.idsIn(lo, hi)
 	var (
 		rows *sql.Rows
 		err  error
@@ -329,11 +322,11 @@ func (t *EventsTable) idsIn(ctx context.Context, db *sql.DB, lo, hi int64, uncom
 			return nil, err
 		}
 		defer tx.Rollback()
-		rows, err = tx.QueryContext(ctx, q)
+		rows, err = tx.QueryContext(ctx, s.String(), s.args...)
 		if err != nil {
 			return nil, err
 		}
-	} else if rows, err = db.QueryContext(ctx, q); err != nil {
+	} else if rows, err = db.QueryContext(ctx, s.String(), s.args...); err != nil {
 		return nil, err
 	}
 	defer rows.Close()
@@ -351,18 +344,8 @@ func (t *EventsTable) idsIn(ctx context.Context, db *sql.DB, lo, hi int64, uncom
 // insertNoops inserts a noop event with each of ids; IDs written meanwhile
 // are skipped.
 func (t *EventsTable) insertNoops(ctx context.Context, db *sql.DB, ids []int64) error {
-	stmt := func(ids []int64) string {
-		var b strings.Builder
-		b.WriteString("INSERT INTO " + t.q.table + " (" + t.q.id + ", " + t.q.foreignID + ", " + t.q.time + ", " + t.q.typ + ") VALUES ")
-		for i, id := range ids {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(" + intLiteral(id) + ", '" + noopForeignID + "', " + t.d.now() + ", 0)")
-		}
-		return b.String()
-	}
-	_, err := db.ExecContext(ctx, stmt(ids))
+	s := t.q.insertNoops(ids)
+	_, err := db.ExecContext(ctx, s.String(), s.args...)
 	if err == nil {
 		t.m.GapFilled.Add(float64(len(ids)))
 		return nil
@@ -370,8 +353,9 @@ func (t *EventsTable) insertNoops(ctx context.Context, db *sql.DB, ids []int64) 
 	if !t.d.isDuplicateKey(err) {
 		return err
 	}
-	for _, id := range ids {
-		_, err := db.ExecContext(ctx, stmt([]int64{id}))
+	for i := range ids {
+		s := t.q.insertNoops(ids[i : i+1])
+		_, err := db.ExecContext(ctx, s.String(), s.args...)
 		switch {
 		case err == nil:
 			t.m.GapFilled.Inc()
@@ -385,18 +369,11 @@ func (t *EventsTable) insertNoops(ctx context.Context, db *sql.DB, ids []int64) 
 
 // complement returns the IDs in [lo, hi) that are not in sorted.
 func complement(lo, hi int64, sorted []int64) []int64 {
-	var out []int64
-	j := 0
+	all := make([]int64, 0, max(hi-lo, 0))
 	for id := lo; id < hi; id++ {
-		for j < len(sorted) && sorted[j] < id {
-			j++
-		}
-		if j < len(sorted) && sorted[j] == id {
-			continue
-		}
-		out = append(out, id)
+		all = append(all, id)
 	}
-	return out
+	return subtract(all, sorted)
 }
 
 // subtract returns the elements of a not in b; both are sorted.

@@ -34,13 +34,26 @@ func validIdent(name string) bool {
 	return true
 }
 
+// CheckName returns nil if name is valid as a table or column name in the
+// constructors and options of this package, which panic on an invalid
+// name: 1 to 64 ASCII letters, digits, '_' or '$', optionally in
+// backticks, or two such parts joined by '.' (schema.table). Otherwise it
+// returns an error quoting at most 64 bytes of name. Use it to check names
+// that come from configuration.
+func CheckName(name string) error {
+	if !validIdent(name) {
+		return fmt.Errorf("rsql: invalid name %s: use 1-64 letters, digits, '_' or '$' (optionally `quoted`, or schema.name)", quoteBounded(name))
+	}
+	return nil
+}
+
 // mustIdent panics with an "rsql:" message if name is not a valid
 // identifier; what is the role of the name, for the message. Constructors
 // without an error result use it: a bad table or column name is a
 // programming error.
 func mustIdent(what, name string) {
 	if !validIdent(name) {
-		panic(fmt.Sprintf("rsql: invalid %s name %q: use 1-64 letters, digits, '_' or '$' (optionally `quoted`, or schema.name)", what, name))
+		panic(fmt.Sprintf("rsql: invalid %s name %s: use 1-64 letters, digits, '_' or '$' (optionally `quoted`, or schema.name)", what, quoteBounded(name)))
 	}
 }
 

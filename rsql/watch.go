@@ -29,6 +29,13 @@ import (
 // it to the gap filler). The poller also closes it when the maximum ID
 // changes between two polls, for streams that registered no ID.
 //
+// Ownership: the poller goroutine belongs to its watcher, and a watcher to
+// the streams that use it (acquireWatcher to release). The poller runs on
+// a context of the watcher: it exits when no stream waits, and the release
+// of the watcher's last stream (a stream's Close, or the end of its Recv)
+// forgets the watcher, cancels the poller's query if one runs, and waits
+// for the poller to exit.
+//
 // Lock order: watchRegistry.mu before watcher.mu.
 
 // watchKey identifies the watcher of a table.
@@ -48,9 +55,11 @@ const kickBuffer = 1
 
 // watcher is the shared head watcher of one table.
 type watcher struct {
-	key  watchKey
-	m    *metrics.EventsTable
-	kick chan struct{}
+	key     watchKey
+	headSQL string // the query of the maximum ID
+	m       *metrics.EventsTable
+	kick    chan struct{}
+	pollers sync.WaitGroup // the poller goroutine, and one exiting
 
 	mu        sync.Mutex // protects the following fields
 	refs      int        // streams between acquire and release
@@ -62,6 +71,7 @@ type watcher struct {
 	intervals map[time.Duration]int // backoff -> number of waiters
 	running   bool                  // a poller goroutine runs
 	interval  time.Duration         // the running poller's interval
+	stop      context.CancelFunc    // cancels the running poller's context
 }
 
 // testHookPollQueried, if set, is called by the poller after each poll
@@ -96,6 +106,7 @@ func acquireWatcher(db *sql.DB, t *EventsTable) *watcher {
 	if w == nil {
 		w = &watcher{
 			key:       key,
+			headSQL:   t.q.head,
 			m:         t.m,
 			kick:      make(chan struct{}, kickBuffer),
 			ch:        make(chan struct{}),
@@ -117,15 +128,27 @@ func (w *watcher) retain() {
 	w.mu.Unlock()
 }
 
-// release ends a use of acquireWatcher or retain; an unused watcher
-// without a poller is forgotten.
+// release ends a use of acquireWatcher or retain. The last use forgets
+// the watcher, stops its poller and waits for it: nothing can use the
+// watcher any more, since only the registry hands it out.
 func (w *watcher) release() {
 	watchRegistry.mu.Lock()
-	defer watchRegistry.mu.Unlock()
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.refs--
-	w.dropLocked()
+	last := w.refs == 0
+	if last {
+		if watchRegistry.m[w.key] == w {
+			delete(watchRegistry.m, w.key)
+		}
+		if w.stop != nil {
+			w.stop()
+		}
+	}
+	w.mu.Unlock()
+	watchRegistry.mu.Unlock()
+	if last {
+		w.pollers.Wait()
+	}
 }
 
 // dropLocked removes an unused, idle watcher from the registry; both
@@ -227,7 +250,12 @@ func (w *watcher) register(s waitSpec) {
 	case !w.running:
 		w.running = true
 		w.interval = w.intervalLocked()
-		go w.poll(w.interval)
+		// The poller's lifetime, owned by the watcher: cancelled when the
+		// poller exits or by the release of the watcher's last stream.
+		ctx, cancel := context.WithCancel(context.Background())
+		w.stop = cancel
+		interval := w.interval
+		w.pollers.Go(func() { w.poll(ctx, cancel, interval) })
 	case s.interval < w.interval:
 		w.kickPoller()
 	}
@@ -273,15 +301,13 @@ func (w *watcher) intervalLocked() time.Duration {
 }
 
 // poll is the poller goroutine. It runs while streams wait and exits when
-// none does (the watcher owns it; it needs no stopping).
-func (w *watcher) poll(interval time.Duration) {
+// none does, or when ctx (see register) is cancelled; cancel is ctx's.
+func (w *watcher) poll(ctx context.Context, cancel context.CancelFunc, interval time.Duration) {
+	defer cancel()
 	if h := testHookPoller.Load(); h != nil {
 		(*h)(1)
 		defer (*h)(-1)
 	}
-	// The lifetime of this poller, cancelled when it exits.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
 	for {
@@ -290,16 +316,11 @@ func (w *watcher) poll(interval time.Duration) {
 		case <-timer.C:
 		case <-w.kick:
 			kicked = true
+		case <-ctx.Done():
 		}
 		w.mu.Lock()
-		if w.waiters == 0 {
-			w.running = false
-			w.mu.Unlock()
-			watchRegistry.mu.Lock()
-			w.mu.Lock()
-			w.dropLocked()
-			w.mu.Unlock()
-			watchRegistry.mu.Unlock()
+		if w.waiters == 0 || ctx.Err() != nil {
+			w.exitLocked()
 			return
 		}
 		if kicked {
@@ -320,6 +341,10 @@ func (w *watcher) poll(interval time.Duration) {
 		}
 
 		w.mu.Lock()
+		if ctx.Err() != nil {
+			w.exitLocked()
+			return
+		}
 		if err != nil {
 			// Waiters load, and so see the error themselves.
 			w.m.WatchErrors.Inc()
@@ -340,6 +365,19 @@ func (w *watcher) poll(interval time.Duration) {
 		w.mu.Unlock()
 		timer.Reset(interval)
 	}
+}
+
+// exitLocked records that the poller exits and forgets an unused watcher;
+// it unlocks w.mu. (A poller stopped by release is the watcher's last: the
+// watcher is forgotten already.)
+func (w *watcher) exitLocked() {
+	w.running = false
+	w.mu.Unlock()
+	watchRegistry.mu.Lock()
+	w.mu.Lock()
+	w.dropLocked()
+	w.mu.Unlock()
+	watchRegistry.mu.Unlock()
 }
 
 // minWantLocked returns the smallest wanted ID, if any.
@@ -366,6 +404,6 @@ func (w *watcher) query(ctx context.Context) (int64, error) {
 	hookQuery(w.key.table, "poll")
 	w.m.Polls.Inc()
 	var head sql.NullInt64
-	err := w.key.db.QueryRowContext(ctx, "SELECT MAX("+w.key.id+") FROM "+w.key.table).Scan(&head)
+	err := w.key.db.QueryRowContext(ctx, w.headSQL).Scan(&head)
 	return head.Int64, err
 }

@@ -52,6 +52,9 @@ type workload struct {
 	id, title string
 	setup     func(c *config) string
 	run       func(ctx context.Context, c *config, r *WorkloadReport) error
+	// quickRuns, if not zero, replaces -runs in -quick mode (for workloads
+	// too long to repeat there).
+	quickRuns int
 }
 
 func main() {
@@ -185,7 +188,11 @@ func run(ctx context.Context, rootDSN string, quick bool, runs int, only, jsonPa
 		wr := &WorkloadReport{ID: w.id, Title: w.title, Setup: w.setup(c)}
 		rep.Workloads = append(rep.Workloads, wr)
 		fmt.Fprintf(os.Stderr, "reflexbench: %s %s ...\n", w.id, w.title)
-		for i := 0; i < runs && wr.Error == ""; i++ {
+		n := runs
+		if quick && w.quickRuns > 0 {
+			n = w.quickRuns
+		}
+		for i := 0; i < n && wr.Error == ""; i++ {
 			if err := w.run(ctx, c, wr); err != nil {
 				wr.Error = err.Error()
 			}

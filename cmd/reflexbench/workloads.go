@@ -37,6 +37,7 @@ func workloads() []workload {
 		{id: "W3", title: "catch-up over gRPC on loopback", setup: setupW3, run: runW3},
 		{id: "W4A", title: "tail latency, writer in this process", setup: setupW4, run: runW4a},
 		{id: "W4B", title: "tail latency, writer in another process", setup: setupW4, run: runW4b},
+		{id: "W4C", title: "memory of a long tail", setup: setupW4c, run: runW4c, quickRuns: 1},
 		{id: "W5", title: "32 consumers tailing one table", setup: setupW5, run: runW5},
 		{id: "W6", title: "SQL cursors table", setup: setupW6, run: runW6},
 	}
@@ -504,11 +505,11 @@ func runTail(ctx context.Context, db *sql.DB, events *rsql.EventsTable, t *tail,
 	return nil
 }
 
-// pace calls fn tailRate times per second for n events.
-func pace(ctx context.Context, n int, fn func(seq int) error) error {
+// pace calls fn rate times per second for n events.
+func pace(ctx context.Context, n, rate int, fn func(seq int) error) error {
 	start := time.Now()
 	for seq := range n {
-		due := start.Add(time.Duration(seq) * time.Second / tailRate)
+		due := start.Add(time.Duration(seq) * time.Second / time.Duration(rate))
 		if d := time.Until(due); d > 0 {
 			t := time.NewTimer(d)
 			select {
@@ -557,7 +558,7 @@ func runW4a(ctx context.Context, c *config, r *WorkloadReport) error {
 	n := int(c.tailDuration().Seconds()) * tailRate
 	t := newTail(n, 1)
 	err := runTail(ctx, c.db, events, t, func(ctx context.Context) error {
-		return pace(ctx, n, func(seq int) error {
+		return pace(ctx, n, tailRate, func(seq int) error {
 			notify, err := writeOne(ctx, c.db, events, seq)
 			t.commits[seq].Store(time.Now().UnixNano())
 			if err != nil {
@@ -635,7 +636,7 @@ func runW5(ctx context.Context, c *config, r *WorkloadReport) error {
 		}
 		start := time.Now()
 		err = runTail(ctx, c.db, events, t, func(ctx context.Context) error {
-			return pace(ctx, n, func(seq int) error {
+			return pace(ctx, n, tailRate, func(seq int) error {
 				notify, err := writeOne(ctx, c.db, events, seq)
 				t.commits[seq].Store(time.Now().UnixNano())
 				if err != nil {
@@ -832,14 +833,15 @@ func (s *updateStore) Flush(ctx context.Context) error {
 // ---- child processes ----------------------------------------------------
 
 // child runs a child mode: "catchup" prints events/s; "writer" prints
-// "seq commitUnixNano" lines.
+// "seq commitUnixNano" lines; "tailmem" prints W4C's RSS figures and
+// "idle" its RSS once connected.
 func child(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "reflexbench child: mode required")
 		return 2
 	}
 	var dsn, table, cpuProfile string
-	var n int
+	var n, consumers int
 	for i := 1; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "-dsn":
@@ -850,6 +852,8 @@ func child(args []string) int {
 			table = args[i+1]
 		case "-n":
 			n, _ = strconv.Atoi(args[i+1])
+		case "-consumers":
+			consumers, _ = strconv.Atoi(args[i+1])
 		}
 	}
 	stopProfile, err := startCPUProfile(cpuProfile)
@@ -880,7 +884,7 @@ func child(args []string) int {
 		fmt.Println(float64(got) / secs)
 	case "writer":
 		w := bufio.NewWriter(os.Stdout)
-		err := pace(ctx, n, func(seq int) error {
+		err := pace(ctx, n, tailRate, func(seq int) error {
 			_, err := writeOne(ctx, db, events, seq)
 			fmt.Fprintf(w, "%d %d\n", seq, time.Now().UnixNano())
 			w.Flush()
@@ -889,6 +893,19 @@ func child(args []string) int {
 		w.Flush()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "writer:", err)
+			return 1
+		}
+	case "idle":
+		if err := db.PingContext(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "idle:", err)
+			return 1
+		}
+		fmt.Println(procStatusKB("VmRSS"))
+	case "tailmem":
+		ctx, cancel := context.WithTimeout(ctx, tailMemDeadline(n))
+		defer cancel()
+		if err := childTailMem(ctx, db, table, n, consumers); err != nil {
+			fmt.Fprintln(os.Stderr, "tailmem:", err)
 			return 1
 		}
 	default:

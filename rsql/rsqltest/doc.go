@@ -1,4 +1,9 @@
-// Package rsqltest creates the tables of package rsql for tests, in the
-// SQL dialect of the database's driver. It is a separate package so that
-// rsql itself never imports testing.
+// Package rsqltest creates the tables of package rsql in tests and checks
+// a service's own tables against rsql, as luno/reflex's rsql.TestEventsTable
+// and friends do (they live here so that rsql never imports testing).
+//
+// It links no database driver. Tables creates tables in any dialect; the
+// package-level Create functions use MySQL. For SQLite, package sqlitetest
+// opens a database (linking the modernc.org/sqlite driver only into the
+// tests that import it) and holds its Tables.
 package rsqltest

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
@@ -13,10 +12,10 @@ import (
 	"github.com/seed-e488ba2e/reflex/rsql"
 )
 
-// These helpers check a service's own schema against rsql, as the
-// reference library's rsql.TestEventsTable and friends do; they live here
-// so that rsql never imports testing. Switching from the reference means
-// calling rsqltest.TestEventsTable instead of rsql.TestEventsTable.
+// These helpers check a service's own schema against rsql, as
+// luno/reflex's rsql.TestEventsTable and friends do; they live here so that
+// rsql never imports testing. Switching from luno/reflex means calling
+// rsqltest.TestEventsTable instead of rsql.TestEventsTable.
 
 type checkType int
 
@@ -72,11 +71,28 @@ func TestEventsTableWithID(t testing.TB, dbc *sql.DB, table *rsql.EventsTable, f
 	checkThree(t, dbc, table, foreignID)
 }
 
+// checkThree streams table from the start to its head and checks that it
+// holds the three events that the Test functions inserted.
 func checkThree(t testing.TB, dbc *sql.DB, table *rsql.EventsTable, foreignID string) {
 	t.Helper()
-	got, err := GetNextEventsForTesting(context.Background(), t, dbc, table, 0, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := table.ToStream(dbc, reflex.WithStreamToHead())(ctx, "")
 	if err != nil {
 		t.Fatalf("rsqltest: stream %s: %v", table.Name(), err)
+	}
+	if c, ok := cl.(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	var got []*reflex.Event
+	for {
+		e, err := cl.Recv()
+		if errors.Is(err, reflex.ErrHeadReached) {
+			break
+		} else if err != nil {
+			t.Fatalf("rsqltest: stream %s: %v", table.Name(), err)
+		}
+		got = append(got, e)
 	}
 	if len(got) != 3 {
 		t.Fatalf("rsqltest: %s streamed %d events, want 3", table.Name(), len(got))
@@ -110,55 +126,24 @@ func TestCursorsTable(t testing.TB, dbc *sql.DB, table *rsql.CursorsTable) {
 }
 
 // GetNextEventsForTesting returns the events of table after the event ID
-// after, up to the current head, honouring lag. It returns the stream's
-// error other than reflex.ErrHeadReached.
+// after, with lag > 0 only those older than lag: one query of at most the
+// table's lookup limit of rows (rsql.WithEventLookupLimit, default 1000),
+// noops and events past a missing ID included. It is table.LoadEvents: it
+// reads the SQL table whatever the table's loader, cache or streams, so a
+// rsql.WithEventsLoader loader of the same table may call it.
 func GetNextEventsForTesting(ctx context.Context, _ testing.TB, dbc *sql.DB, table *rsql.EventsTable, after int64, lag time.Duration) ([]*reflex.Event, error) {
-	opts := []reflex.StreamOption{reflex.WithStreamToHead()}
-	if lag > 0 {
-		opts = append(opts, reflex.WithStreamLag(lag))
-	}
-	var from string
-	if after > 0 {
-		from = strconv.FormatInt(after, 10)
-	}
-	cl, err := table.ToStream(dbc, opts...)(ctx, from)
-	if err != nil {
-		return nil, err
-	}
-	if c, ok := cl.(interface{ Close() error }); ok {
-		defer c.Close()
-	}
-	var out []*reflex.Event
-	for {
-		e, err := cl.Recv()
-		if errors.Is(err, reflex.ErrHeadReached) {
-			return out, nil
-		} else if err != nil {
-			return out, err
-		}
-		out = append(out, e)
-	}
+	return table.LoadEvents(ctx, dbc, after, lag)
 }
 
 // GetLatestIDForTesting returns the largest value of the ID column idField
-// of eventTable, 0 for an empty table.
-func GetLatestIDForTesting(ctx context.Context, t testing.TB, dbc *sql.DB, eventTable, idField string) (int64, error) {
-	if !validName(eventTable) || !validName(idField) {
-		return 0, fmt.Errorf("rsqltest: invalid table %q or column %q", eventTable, idField)
-	}
-	var id sql.NullInt64
-	err := dbc.QueryRowContext(ctx, "SELECT MAX("+idField+") FROM "+eventTable).Scan(&id)
-	return id.Int64, err
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i, r := range s {
-		if r != '_' && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (i == 0 || r < '0' || r > '9') {
-			return false
+// of eventTable, 0 for an empty table: rsql.EventsTable.Head, with names
+// quoted for MySQL (SQLite accepts them too). An invalid name (see
+// rsql.CheckName) is an error.
+func GetLatestIDForTesting(ctx context.Context, _ testing.TB, dbc *sql.DB, eventTable, idField string) (int64, error) {
+	for _, name := range []string{eventTable, idField} {
+		if err := rsql.CheckName(name); err != nil {
+			return 0, fmt.Errorf("rsqltest: GetLatestIDForTesting: %w", err)
 		}
 	}
-	return true
+	return rsql.NewEventsTable(eventTable, rsql.WithEventIDField(idField)).Head(ctx, dbc)
 }

@@ -2,30 +2,26 @@ package rsqltest
 
 import (
 	"database/sql"
-	"net/url"
-	"path/filepath"
+	"slices"
 	"testing"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/seed-e488ba2e/reflex/rsql/rsqltest/internal/sqlitefile"
 )
 
 // OpenSQLite returns a connection pool to a new SQLite database in a
-// temporary file (modernc.org/sqlite, driver name "sqlite") with a 5 s
-// busy timeout and write-ahead logging, so that readers and the single
-// writer do not block each other. The pool is closed and the file removed
-// when the test ends. Use it with rsql.WithEventsDialect(rsql.SQLite) (and
-// the cursors and errors equivalents).
+// temporary file, like sqlitetest.Open, and makes this package's Create
+// functions use the SQLite dialect for it until the test ends. It needs
+// the "sqlite" driver registered, which this package no longer links:
+// import package sqlitetest (or modernc.org/sqlite); without it OpenSQLite
+// fails tb saying so. It is kept for existing callers: new code uses
+// sqlitetest.Open, and sqlitetest.Tables to create the tables.
 func OpenSQLite(tb testing.TB) *sql.DB {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "rsql.db")
-	u := url.URL{Scheme: "file", Path: path, RawQuery: "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"}
-	db, err := sql.Open("sqlite", u.String())
-	if err != nil {
-		tb.Fatalf("rsqltest: open SQLite %s: %v", path, err)
+	if !slices.Contains(sql.Drivers(), "sqlite") {
+		tb.Fatalf("rsqltest: OpenSQLite: no \"sqlite\" driver registered: import github.com/seed-e488ba2e/reflex/rsql/rsqltest/sqlitetest (and use sqlitetest.Open)")
 	}
-	tb.Cleanup(func() { _ = db.Close() })
-	if err := db.Ping(); err != nil {
-		tb.Fatalf("rsqltest: open SQLite %s: %v", path, err)
-	}
+	db := sqlitefile.Open(tb)
+	sqliteDBs.Store(db, struct{}{})
+	tb.Cleanup(func() { sqliteDBs.Delete(db) })
 	return db
 }
