@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"io"
 	"slices"
 	"strconv"
@@ -67,7 +68,7 @@ func (b *Bucket) StreamArchived(ctx context.Context, after string, opts ...refle
 	if after != "" && !o.StreamFromHead {
 		id, ok := parseDecimal(after)
 		if !ok {
-			return nil, fmt.Errorf("%w %s: want a non-negative decimal event id", ErrInvalidCursor, quote(after))
+			return nil, fmt.Errorf("%w %s: want a non-negative decimal event id", ErrInvalidCursor, bounded.Quote(after))
 		}
 		s.after = id
 	}
@@ -274,7 +275,7 @@ func (r *archiveReader) check(rawID []byte) (int64, error) {
 	id, ok := parseDecimal(rawID)
 	switch {
 	case !ok:
-		return 0, r.fail(fmt.Errorf("%w: event id %s is not a decimal integer", ErrNotArchived, quote(string(rawID))))
+		return 0, r.fail(fmt.Errorf("%w: event id %s is not a decimal integer", ErrNotArchived, bounded.Quote(string(rawID))))
 	case r.idx == 0 && id != r.first:
 		return 0, r.fail(fmt.Errorf("%w: first event id %d does not match the key", ErrNotArchived, id))
 	case id <= r.last:

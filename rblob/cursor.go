@@ -2,6 +2,7 @@ package rblob
 
 import (
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"math"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ func (c Cursor) String() string {
 func ParseCursor(s string) (Cursor, error) {
 	parts := strings.Split(s, "|")
 	bad := func(why string) (Cursor, error) {
-		return Cursor{}, fmt.Errorf("%w %s: %s", ErrInvalidCursor, quote(s), why)
+		return Cursor{}, fmt.Errorf("%w %s: %s", ErrInvalidCursor, bounded.Quote(s), why)
 	}
 	if len(parts) < 2 || len(parts) > 3 {
 		return bad("want key|NN|offset or key|eof")

@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -44,7 +44,7 @@ func encodeRecord(e *reflex.Event) ([]byte, error) {
 		MetaData: e.MetaData, Trace: e.Trace,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("rblob: archive event %s: %w", quote(e.ID), err)
+		return nil, fmt.Errorf("rblob: archive event %s: %w", bounded.Quote(e.ID), err)
 	}
 	return append(b, '\n'), nil
 }
@@ -73,7 +73,7 @@ func encodeRecord(e *reflex.Event) ([]byte, error) {
 func DecodeArchived(e *reflex.Event) (*reflex.Event, error) {
 	ev, err := decodeRecord(e.MetaData, nil)
 	if err != nil {
-		return nil, fmt.Errorf("rblob: event %s: %w", quote(e.ID), err)
+		return nil, fmt.Errorf("rblob: event %s: %w", bounded.Quote(e.ID), err)
 	}
 	return ev, nil
 }
@@ -545,17 +545,6 @@ func parseDecimal[S string | []byte](s S) (int64, bool) {
 		n = n*10 + d
 	}
 	return n, true
-}
-
-// maxQuoted caps how much of a bad input an error message quotes.
-const maxQuoted = 64
-
-// quote returns s quoted, cut after maxQuoted bytes.
-func quote(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:maxQuoted]) + "..."
 }
 
 // clippedError cuts the message of an error that may quote unbounded

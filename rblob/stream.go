@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"io"
 	"slices"
 	"sync"
@@ -312,7 +313,7 @@ func (c *client) listLocked() error {
 	if c.listed {
 		for _, k := range keys[:i] {
 			if _, found := slices.BinarySearch(c.known, k); !found {
-				return &ObjectError{Key: k, Offset: -1, Err: fmt.Errorf("%w: appeared after the stream passed it at %s", ErrOutOfOrder, quote(c.key))}
+				return &ObjectError{Key: k, Offset: -1, Err: fmt.Errorf("%w: appeared after the stream passed it at %s", ErrOutOfOrder, bounded.Quote(c.key))}
 			}
 		}
 	}
@@ -428,7 +429,7 @@ func (c *client) openRecords(f *fetched, resume *Cursor) (*recordReader, error) 
 		for i := 0; i <= resume.Offset; i++ {
 			_, err := dec.Decode()
 			if errors.Is(err, io.EOF) {
-				return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: %w: resuming from %s, the object has %d records", ErrCursorOutOfRange, reflex.ErrInvalidCursor, quote(resume.String()), i)}
+				return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: %w: resuming from %s, the object has %d records", ErrCursorOutOfRange, reflex.ErrInvalidCursor, bounded.Quote(resume.String()), i)}
 			}
 			if err != nil {
 				return nil, &ObjectError{Key: f.key, Offset: i, Err: err}
@@ -439,7 +440,7 @@ func (c *client) openRecords(f *fetched, resume *Cursor) (*recordReader, error) 
 	r.rec, err = dec.Decode()
 	switch {
 	case errors.Is(err, io.EOF) && resume != nil:
-		return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: %w: resuming from %s, its record is the object's last", ErrCursorWasEOF, reflex.ErrInvalidCursor, quote(resume.String()))}
+		return nil, &ObjectError{Key: f.key, Offset: resume.Offset, Err: fmt.Errorf("%w: %w: resuming from %s, its record is the object's last", ErrCursorWasEOF, reflex.ErrInvalidCursor, bounded.Quote(resume.String()))}
 	case errors.Is(err, io.EOF) && c.b.cfg.allowEmpty:
 		r.done = true
 	case errors.Is(err, io.EOF):

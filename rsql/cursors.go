@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"math"
 	"slices"
 	"strconv"
@@ -431,7 +432,7 @@ func (t *CursorsTable) setSync(ctx context.Context, dbc DBC, name string, c curs
 
 // opErr wraps err with the operation, the consumer and the table.
 func (t *CursorsTable) opErr(op, name string, err error) error {
-	return fmt.Errorf("rsql: %s of consumer %s in table %s: %w", op, quoteCap(name), t.name, err)
+	return fmt.Errorf("rsql: %s of consumer %s in table %s: %w", op, bounded.Quote(name), t.name, err)
 }
 
 // stmt returns a new statement builder.
@@ -453,7 +454,7 @@ func (t *CursorsTable) write(ctx context.Context, dbc DBC, name string, c cursor
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("rsql: set cursor of consumer %s to %s in table %s: %w", quoteCap(name), quoteCap(c.s), t.name, err)
+		return fmt.Errorf("rsql: set cursor of consumer %s to %s in table %s: %w", bounded.Quote(name), bounded.Quote(c.s), t.name, err)
 	}
 	if t.counter != nil {
 		t.counter()
@@ -549,13 +550,13 @@ func parseCursor(cursor string) (int64, error) {
 	v, err := strconv.ParseInt(cursor, 10, 64)
 	switch {
 	case errors.Is(err, strconv.ErrRange):
-		return 0, fmt.Errorf("%w %s: out of int64 range", ErrInvalidCursor, quoteCap(cursor))
+		return 0, fmt.Errorf("%w %s: out of int64 range", ErrInvalidCursor, bounded.Quote(cursor))
 	case err != nil:
-		return 0, fmt.Errorf("%w %s: not a base-10 integer", ErrInvalidCursor, quoteCap(cursor))
+		return 0, fmt.Errorf("%w %s: not a base-10 integer", ErrInvalidCursor, bounded.Quote(cursor))
 	case v < 0:
-		return 0, fmt.Errorf("%w %s: negative", ErrInvalidCursor, quoteCap(cursor))
+		return 0, fmt.Errorf("%w %s: negative", ErrInvalidCursor, bounded.Quote(cursor))
 	case cursor[0] == '+' || cursor[0] == '-' || (cursor[0] == '0' && len(cursor) > 1):
-		return 0, fmt.Errorf("%w %s: not in canonical form (%d)", ErrInvalidCursor, quoteCap(cursor), v)
+		return 0, fmt.Errorf("%w %s: not in canonical form (%d)", ErrInvalidCursor, bounded.Quote(cursor), v)
 	}
 	return v, nil
 }

@@ -3,6 +3,7 @@ package rsql
 import (
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"strings"
 	"time"
 )
@@ -69,7 +70,7 @@ func (e *CursorConflictError) Error() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "rsql: set cursor of consumer %s to %s in table %s: %s %s",
-		quoteCap(e.Consumer), quoteCap(e.Cursor), e.Table, ErrCursorNotIncreasing, quoteCap(e.Existing))
+		bounded.Quote(e.Consumer), bounded.Quote(e.Cursor), e.Table, ErrCursorNotIncreasing, bounded.Quote(e.Existing))
 	b.WriteString(" (" + what)
 	if !e.UpdatedAt.IsZero() {
 		b.WriteString(" updated at " + e.UpdatedAt.UTC().Format(time.RFC3339Nano))

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"slices"
 	"strconv"
 
@@ -429,14 +430,14 @@ func (t *CursorsTable) settle(rows []flushRow) []error {
 		case outConflict:
 			what := "no row"
 			if r.state == stateKnown {
-				what = quoteCap(r.stored.s)
+				what = bounded.Quote(r.stored.s)
 			}
 			got := "no row"
 			if r.found {
-				got = quoteCap(r.read.String)
+				got = bounded.Quote(r.read.String)
 			}
 			err := fmt.Errorf("rsql: flush cursor %s of consumer %s in table %s: %w: the stored cursor is %s, but this table last read or wrote %s",
-				quoteCap(r.v.s), quoteCap(e.name), t.name, ErrConcurrentWriter, got, what)
+				bounded.Quote(r.v.s), bounded.Quote(e.name), t.name, ErrConcurrentWriter, got, what)
 			e.err, e.dirty = err, false
 			e.state = stateAbsent
 			if v, ok := t.parseStored(r.read.String); r.found && ok {
@@ -447,7 +448,7 @@ func (t *CursorsTable) settle(rows []flushRow) []error {
 			errs = append(errs, err)
 			t.conflicts()
 		case outFailed:
-			err := fmt.Errorf("rsql: flush cursor %s of consumer %s in table %s: %w", quoteCap(r.v.s), quoteCap(e.name), t.name, r.err)
+			err := fmt.Errorf("rsql: flush cursor %s of consumer %s in table %s: %w", bounded.Quote(r.v.s), bounded.Quote(e.name), t.name, r.err)
 			e.err, e.dirty = err, false
 			errs = append(errs, err)
 		default: // outRetry, outPending

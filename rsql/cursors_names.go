@@ -3,7 +3,7 @@ package rsql
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -21,23 +21,6 @@ import (
 //     utf8mb4_bin), names ending in a space are refused with
 //     ErrInvalidValue.
 
-// maxQuoted is the most bytes of a caller's input quoted in an error
-// message.
-const maxQuoted = 64
-
-// quoteCap quotes s for an error message, cutting it at maxQuoted bytes
-// (on a character boundary) and noting its length if it was cut.
-func quoteCap(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	n := maxQuoted
-	for n > maxQuoted-utf8.UTFMax && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return strconv.Quote(s[:n]) + fmt.Sprintf("... (%d bytes)", len(s))
-}
-
 // checkNameStatic checks what holds for every name whatever the table:
 // non-empty and valid UTF-8. what names the table and column.
 func checkNameStatic(what, name string) error {
@@ -45,7 +28,7 @@ func checkNameStatic(what, name string) error {
 		return fmt.Errorf("%w: %s: empty name", ErrInvalidValue, what)
 	}
 	if !utf8.ValidString(name) {
-		return fmt.Errorf("%w: %s: name %s is not valid UTF-8", ErrInvalidValue, what, quoteCap(name))
+		return fmt.Errorf("%w: %s: name %s is not valid UTF-8", ErrInvalidValue, what, bounded.Quote(name))
 	}
 	return nil
 }
@@ -89,7 +72,7 @@ func (k *nameKey) check(name string) error {
 	}
 	if k.padCollation != "" && name[len(name)-1] == ' ' {
 		return fmt.Errorf("%w: %s: name %s ends with a space, which collation %s ignores (it would share a row with the name without it)",
-			ErrInvalidValue, k.what, quoteCap(name), k.padCollation)
+			ErrInvalidValue, k.what, bounded.Quote(name), k.padCollation)
 	}
 	return nil
 }

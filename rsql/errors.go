@@ -2,7 +2,6 @@ package rsql
 
 import (
 	"errors"
-	"strconv"
 )
 
 var (
@@ -34,16 +33,3 @@ var (
 	// StopGapListener or StopFillingGaps stopped the table's gap listeners.
 	ErrGapListenerStopped = errors.New("rsql: gap listener stopped")
 )
-
-// maxQuoted is the most bytes of a caller's input that an error message
-// quotes.
-const maxQuoted = 64
-
-// quoteBounded quotes s for an error message, cut to maxQuoted bytes (and
-// then followed by its length).
-func quoteBounded(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:maxQuoted]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
-}

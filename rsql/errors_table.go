@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"strconv"
 
 	"github.com/seed-e488ba2e/reflex"
@@ -149,7 +150,7 @@ func (t *ErrorsTable) loadMeta(ctx context.Context, dbc DBC) (*errorsMeta, error
 func (t *ErrorsTable) insertRow(ctx context.Context, dbc DBC, consumer, eventID, errMsg string, status reflex.ErrorStatus) (string, error) {
 	eid, err := parseCursor(eventID)
 	if err != nil {
-		return "", fmt.Errorf("event id %s: %w", quoteCap(eventID), ErrInvalidIntID)
+		return "", fmt.Errorf("event id %s: %w", bounded.Quote(eventID), ErrInvalidIntID)
 	}
 	m, err := t.loadMeta(ctx, dbc)
 	if err != nil {
@@ -186,7 +187,7 @@ func (t *ErrorsTable) insertRow(ctx context.Context, dbc DBC, consumer, eventID,
 func (t *ErrorsTable) ToErrorInsertFunc(dbc *sql.DB) reflex.ErrorInsertFunc {
 	return func(ctx context.Context, consumerName, eventID, errMsg string) error {
 		if err := t.record(ctx, dbc, consumerName, eventID, errMsg); err != nil {
-			return fmt.Errorf("rsql: %w: consumer %s, event %s: %w", ErrDeadLetter, quoteCap(consumerName), quoteCap(eventID), err)
+			return fmt.Errorf("rsql: %w: consumer %s, event %s: %w", ErrDeadLetter, bounded.Quote(consumerName), bounded.Quote(eventID), err)
 		}
 		return nil
 	}

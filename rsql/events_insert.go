@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"strconv"
 
 	"github.com/seed-e488ba2e/reflex"
@@ -215,7 +216,7 @@ func (c *insertColumns) check(e EventToInsert) error {
 		// MySQL would store a string that is not a number as 0.
 		id, err := strconv.ParseInt(e.ForeignID, 10, 64)
 		if err != nil {
-			return fmt.Errorf("%w: %s: foreign ID %s is not a base-10 integer", ErrInvalidValue, c.foreignIDName, quoteBounded(e.ForeignID))
+			return fmt.Errorf("%w: %s: foreign ID %s is not a base-10 integer", ErrInvalidValue, c.foreignIDName, bounded.Quote(e.ForeignID))
 		}
 		if err := c.foreignID.checkInt(c.foreignIDName, id); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"strconv"
 	"time"
 	"unsafe"
@@ -209,25 +210,25 @@ func (t *EventsTable) loadCustom(ctx context.Context, db *sql.DB, prev int64, la
 }
 
 // parseID parses an event ID: a base-10 int64 >= 0. The error wraps
-// ErrInvalidIntID and quotes at most maxQuoted bytes of s.
+// ErrInvalidIntID and quotes at most bounded.QuoteBytes bytes of s.
 func parseID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 0 {
-		return 0, fmt.Errorf("%w: %s", ErrInvalidIntID, quoteBounded(s))
+		return 0, fmt.Errorf("%w: %s", ErrInvalidIntID, bounded.Quote(s))
 	}
 	return id, nil
 }
 
 // parseStreamCursor parses a stream's cursor: "" (0) or an event ID. The
 // error wraps reflex.ErrInvalidCursor and ErrInvalidIntID and quotes at
-// most maxQuoted bytes of s.
+// most bounded.QuoteBytes bytes of s.
 func parseStreamCursor(s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 0 {
-		return 0, fmt.Errorf("%w: %w: %s", reflex.ErrInvalidCursor, ErrInvalidIntID, quoteBounded(s))
+		return 0, fmt.Errorf("%w: %w: %s", reflex.ErrInvalidCursor, ErrInvalidIntID, bounded.Quote(s))
 	}
 	return id, nil
 }

@@ -2,6 +2,7 @@ package rsql
 
 import (
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/bounded"
 	"strings"
 )
 
@@ -42,7 +43,7 @@ func validIdent(name string) bool {
 // that come from configuration.
 func CheckName(name string) error {
 	if !validIdent(name) {
-		return fmt.Errorf("rsql: invalid name %s: use 1-64 letters, digits, '_' or '$' (optionally `quoted`, or schema.name)", quoteBounded(name))
+		return fmt.Errorf("rsql: invalid name %s: use 1-64 letters, digits, '_' or '$' (optionally `quoted`, or schema.name)", bounded.Quote(name))
 	}
 	return nil
 }
@@ -53,7 +54,7 @@ func CheckName(name string) error {
 // programming error.
 func mustIdent(what, name string) {
 	if !validIdent(name) {
-		panic(fmt.Sprintf("rsql: invalid %s name %s: use 1-64 letters, digits, '_' or '$' (optionally `quoted`, or schema.name)", what, quoteBounded(name)))
+		panic(fmt.Sprintf("rsql: invalid %s name %s: use 1-64 letters, digits, '_' or '$' (optionally `quoted`, or schema.name)", what, bounded.Quote(name)))
 	}
 }
 
