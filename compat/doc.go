@@ -4,8 +4,8 @@
 // to variables of the reference's types), so that the build of its tests
 // fails if a name or signature a switching user relies on changes.
 //
-// Each file covers one package: reflex_test.go the root package,
-// rsql_test.go, rpatterns_test.go, rblob_test.go, and testhelpers_test.go
-// (grpctest, testmock). Behaviour the reference's users rely on is tested
+// Each file covers one package: reflex_test.go the root package (and
+// filters), rsql_events_test.go and rsql_cursors_test.go, rpatterns_test.go,
+// rblob_test.go, and testhelpers_test.go (grpctest, testmock). Behaviour the reference's users rely on is tested
 // in the packages themselves.
 package compat

@@ -19,7 +19,7 @@ var (
 	// MySQL is the dialect of MySQL and MariaDB (driver
 	// github.com/go-sql-driver/mysql, DSN with parseTime=true). It is the
 	// default.
-	MySQL = Dialect{mysqlDialect{}}
+	MySQL = Dialect{}
 
 	// SQLite is the dialect of SQLite through modernc.org/sqlite (driver
 	// name "sqlite"). rsql does not import the driver; the program does.

@@ -168,3 +168,15 @@ func FuzzParseStreamCursor(f *testing.F) {
 		}
 	})
 }
+
+// TestDialectZeroIsMySQL: the zero Dialect is MySQL, and compares equal
+// to it, as the Dialect doc says.
+func TestDialectZeroIsMySQL(t *testing.T) {
+	var d Dialect
+	if d != MySQL || d.String() != "mysql" || MySQL.String() != "mysql" {
+		t.Errorf("zero Dialect = %v (%q), MySQL = %q: want equal, both mysql", d, d.String(), MySQL.String())
+	}
+	if SQLite == MySQL {
+		t.Error("SQLite == MySQL")
+	}
+}

@@ -56,8 +56,8 @@
 //
 // # Goroutines
 //
-// The events side starts these goroutines, each with an owner that stops
-// it and waits for it:
+// The package starts these goroutines, each with an owner that stops it
+// and waits for it:
 //
 //   - The gap-serving goroutine of an [EventsTable], which calls its gap
 //     listeners and runs the gap filler of [FillGaps]: started by the
@@ -74,6 +74,12 @@
 //   - The read-ahead goroutine of a stream client catching up, which loads
 //     the next batch while the consumer handles the current one. Owner:
 //     the client; its Close stops it and waits for it.
+//   - The flush loop of a [CursorsTable] in asynchronous mode (the
+//     default), which writes buffered cursors every period: started by
+//     its first SetCursor. Owner: the table; [CursorsTable.Close] stops it
+//     and waits for it. A [CursorStore] made by [CursorsTable.ToStore]
+//     with options owns its own table's loop; its Close, or the Close of
+//     the table it was made from, stops it.
 //
 // # Locks
 //
@@ -82,6 +88,9 @@
 // cache, gap listeners, gap metrics, stream clients, notifiers) is never
 // held while taking another; a table's prepared-statement lock (shared,
 // while a load's query starts) and its columns' lock (while the catalog
-// is read) are held only across database/sql calls. A [CursorsTable] takes its flush lock before
-// its buffer lock.
+// is read) are held only across database/sql calls. A [CursorsTable]
+// takes its flush semaphore (flushes, and GetCursor in asynchronous mode),
+// then its catalog locks (the lazily read columns), then its buffer lock,
+// which is never held while taking another lock. An [ErrorsTable] has
+// only its catalog locks.
 package rsql
