@@ -260,9 +260,11 @@ const (
 	// maxBatchEvents bounds the events of one batch message.
 	maxBatchEvents = 1024
 	// maxBatchBytes bounds the encoded size of a batch message, well below
-	// gRPC's default 4 MiB receive limit. A single larger event is still
-	// sent alone.
-	maxBatchBytes = 1 << 20
+	// gRPC's default 4 MiB receive limit and small enough that the
+	// messages gRPC holds for a client that stopped reading cost little;
+	// 1024 typical events take less. A single larger event is still sent
+	// alone.
+	maxBatchBytes = 256 << 10
 	// readAhead is the channel buffer of the read-ahead goroutine used for
 	// sources that do not implement Buffered: one batch (the stream's
 	// buffer bounds its bytes).

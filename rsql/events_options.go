@@ -17,6 +17,12 @@ const (
 	// behind the head and whose table has the default lookup limit: loads
 	// that return a full batch double the next load's limit up to it.
 	maxCatchUpLimit = 5000
+	// maxCatchUpBytes bounds the memory of one such load, as measured on
+	// the previous one: a stream holds at most two (the batch being
+	// consumed and the one read ahead), so a consumer that stops reading
+	// (a stalled gRPC client) pins about 2 MiB of events whatever their
+	// size.
+	maxCatchUpBytes = 1 << 20
 	// defaultBackoff is the poll interval of the shared head watcher.
 	defaultBackoff = 50 * time.Millisecond
 	// defaultCacheSize is the number of head events the read-through cache

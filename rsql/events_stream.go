@@ -325,10 +325,22 @@ func (c *streamClient) next(w *watcher) (batch, error) {
 	// limit) past the cache, and load the next batch while this one is
 	// consumed.
 	if c.t.adaptive {
-		c.limit = min(2*c.limit, maxCatchUpLimit)
+		c.limit = catchUpLimit(c.limit, c.t.limit, b)
 	}
 	c.readAhead(b.next, c.limit)
 	return b, nil
+}
+
+// catchUpLimit returns the rows of the load after the full batch b, which
+// was loaded with limit rows (base is the table's lookup limit): double
+// limit, up to maxCatchUpLimit rows and, at b's bytes per event, up to
+// maxCatchUpBytes; never below base.
+func catchUpLimit(limit, base int, b batch) int {
+	next := min(2*limit, maxCatchUpLimit)
+	if n := len(b.events); b.bytes > 0 && n > 0 {
+		next = min(next, maxCatchUpBytes/max(b.bytes/n, 1))
+	}
+	return max(next, base)
 }
 
 // readAhead starts loading the batch after prev.

@@ -279,10 +279,15 @@ const (
 	// reading it (see stalledChild).
 	stalledChildEnv = "FAULTTEST_STALLED_CLIENT"
 	// stalledStreamBudget bounds the server memory one stalled stream may
-	// hold: the per-stream buffer the server bounds (1 MiB by default),
-	// one message in gRPC's hands (up to 1 MiB) and its 64 KiB write
-	// quota, and a chunk of rows read ahead by the source.
-	stalledStreamBudget = 4 << 20
+	// hold (with this test's 1 KiB events): the per-stream buffer the
+	// server bounds (reflex.DefaultStreamBuffer, 1 MiB); what gRPC holds
+	// for a client that stopped reading (messages of up to 256 KiB
+	// and the frames queued behind it: about 2 MiB measured); and the
+	// source's rows
+	// read ahead (rsql bounds a catch-up load by bytes: the batch being
+	// handed out and one read ahead, at most 2 MiB). Before these bounds
+	// a stalled stream held about 15 MiB.
+	stalledStreamBudget = 6 << 20
 	// A stalled client reads stalledReads events (a client that stopped
 	// reading after a while: its source reads bigger chunks by then), the
 	// i-th (from 0) starting after event i*stalledSpacing, so that no two
