@@ -20,7 +20,7 @@ func TestCatchUpLimit(t *testing.T) {
 		{"small events double", 1000, 1000, b(1000, 200), 2000},
 		{"small events cap at rows", 4000, 1000, b(4000, 200), maxCatchUpLimit},
 		{"big events cap at bytes", 1000, 100, b(1000, 1200), maxCatchUpBytes / 1200},
-		{"huge events keep the base", 1000, 1000, b(1000, 64 << 10), 1000},
+		{"huge events keep the base", 1000, 1000, b(1000, 64<<10), 1000},
 		{"unknown size doubles", 1000, 1000, batch{events: make([]*reflex.Event, 1000)}, 2000},
 	} {
 		if got := catchUpLimit(tc.limit, tc.base, tc.b); got != tc.want {

@@ -281,12 +281,11 @@ const (
 	// stalledStreamBudget bounds the server memory one stalled stream may
 	// hold (with this test's 1 KiB events): the per-stream buffer the
 	// server bounds (reflex.DefaultStreamBuffer, 1 MiB); what gRPC holds
-	// for a client that stopped reading (messages of up to 256 KiB
-	// and the frames queued behind it: about 2 MiB measured); and the
-	// source's rows
-	// read ahead (rsql bounds a catch-up load by bytes: the batch being
-	// handed out and one read ahead, at most 2 MiB). Before these bounds
-	// a stalled stream held about 15 MiB.
+	// for a client that stopped reading (messages of up to 256 KiB and
+	// the frames queued behind them: about 2 MiB measured); and the
+	// source's rows read ahead (rsql bounds a catch-up load by bytes: the
+	// batch being handed out and one read ahead, at most 2 MiB). Before
+	// these bounds a stalled stream held about 15 MiB.
 	stalledStreamBudget = 6 << 20
 	// A stalled client reads stalledReads events (a client that stopped
 	// reading after a while: its source reads bigger chunks by then), the
