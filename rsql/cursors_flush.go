@@ -52,14 +52,14 @@ func (t *CursorsTable) release() { <-t.sem }
 type rowOutcome uint8
 
 const (
-	outPending  rowOutcome = iota // not decided yet
-	outRetry                      // not written: buffer it again
-	outWritten                    // stored as it was
-	outUpserted                   // stored, or a greater stored cursor kept
-	outSkipped                    // a greater stored cursor kept
-	outConflict                   // another writer changed the row
-	outFailed                     // refused for good (err)
-	outLeaseLost                  // the fencing lease is no longer held
+	outPending   rowOutcome = iota // not decided yet
+	outRetry                       // not written: buffer it again
+	outWritten                     // stored as it was
+	outUpserted                    // stored, or a greater stored cursor kept
+	outSkipped                     // a greater stored cursor kept
+	outConflict                    // another writer changed the row
+	outFailed                      // refused for good (err)
+	outLeaseLost                   // the fencing lease is no longer held
 )
 
 // flushRow is one buffered cursor in a flush.
