@@ -239,7 +239,7 @@ func (m *member) tick(start time.Time, stopping bool) error {
 		}
 		return nil
 	}
-	return m.apply(octx, read, states)
+	return m.apply(octx, start, read, states)
 }
 
 // renew renews the membership lease and every lease of a run that has not
@@ -320,8 +320,9 @@ func (m *member) checkCount(states []LeaseState) error {
 }
 
 // apply checks the member's leases against a reading of the store taken
-// at read (local time) and carries out the plan.
-func (m *member) apply(ctx context.Context, read time.Time, states []LeaseState) error {
+// at read (local time) and carries out the plan of the tick that started
+// at start.
+func (m *member) apply(ctx context.Context, start, read time.Time, states []LeaseState) error {
 	if !m.verified {
 		// A member that joined at the same time with another shard count:
 		// both leave (neither has claimed a shard).
@@ -391,13 +392,34 @@ func (m *member) apply(ctx context.Context, read time.Time, states []LeaseState)
 		}
 	}
 
+	// Leases the store gives this member but that have no run here: a
+	// claim whose answer was lost (it timed out after the store made it),
+	// or a release that failed. Release them; the next tick plans them.
+	var orphans []Lease
+	for s, o := range owners {
+		if o == m.cfg.owner && m.runs[s] == nil {
+			orphans = append(orphans, Lease{Name: m.name, Shard: s, Shards: m.n, Owner: m.cfg.owner, Epoch: epochs[s]})
+			owners[s], free[s] = "", false
+		}
+	}
+	if len(orphans) > 0 {
+		if err := m.leases.ReleaseLeases(ctx, orphans); err != nil && permanent(err) {
+			return err
+		}
+	}
+
 	p := planShards(m.name, m.n, m.cfg.owner, members, owners, free, releasing)
 	for _, s := range p.release {
 		m.runs[s].stop()
 		m.met.rebalances.Inc()
 	}
+	// Claims get what is left of half the interval: a claim can wait for
+	// a row lock (a paused former holder's transaction), and the next
+	// renewal must not be late. Claims left out are made next tick.
+	ctx, cancel := context.WithDeadline(ctx, start.Add(m.cfg.interval/2))
+	defer cancel()
 	for _, s := range p.claim {
-		start := time.Now()
+		claimed := time.Now()
 		l, err := m.leases.ClaimLease(ctx, Lease{Name: m.name, Shard: s, Shards: m.n, Owner: m.cfg.owner, Epoch: epochs[s]}, m.cfg.ttl)
 		if err != nil {
 			if errors.Is(err, ErrLeaseTaken) {
@@ -408,7 +430,7 @@ func (m *member) apply(ctx context.Context, read time.Time, states []LeaseState)
 			}
 			return nil
 		}
-		m.start(l, start)
+		m.start(l, claimed)
 	}
 	m.countOwned()
 	return nil

@@ -624,3 +624,32 @@ func TestRunLeasedOneAtATime(t *testing.T) {
 		}
 	})
 }
+
+// TestRunShardedOrphanLease: a lease the store gives a member that has no
+// run for it (a claim whose answer was lost, a release that failed) is
+// released and claimed again, not left held without a run.
+func TestRunShardedOrphanLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leases := NewMemLeaseStore()
+		if _, err := leases.ClaimLease(context.Background(), Lease{Name: "c", Shard: 1, Shards: 2, Owner: "a"}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		rl := &runLog{}
+		a := startMember(t, leases, "a", "c", 2, newLog(3), MemCursorStore(), rl, &recorder{})
+		time.Sleep(3 * testInterval)
+		synctest.Wait()
+		if got := owned(t, leases, "c"); !slices.Equal(got["a"], []int{0, 1}) {
+			t.Fatalf("leases %v, want a: [0 1]", got)
+		}
+		if st := rl.running(2); len(st[0]) != 1 || len(st[1]) != 1 {
+			t.Fatalf("runs %v, want one run of each shard", st)
+		}
+		states, _ := leases.ScanLeases(context.Background(), "c")
+		for _, s := range states {
+			if s.Shard == 1 && s.Epoch != 2 {
+				t.Errorf("shard 1 at epoch %d, want 2 (the orphan released, then claimed)", s.Epoch)
+			}
+		}
+		a.stop()
+	})
+}

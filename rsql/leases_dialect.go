@@ -1,6 +1,9 @@
 package rsql
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // leasesDialect is the SQL of leases tables and of cursor writes fenced by
 // a lease that differs between engines, embedded in dialect. Expiry is
@@ -26,6 +29,12 @@ type leasesDialect interface {
 	// by val, now), only while the lease row of f is held, that leaves an
 	// existing row alone; it locks the lease row as fencedUpdate does.
 	fencedInsert(s *sqlStmt, c cursorCols, f *fence, name string, val func())
+	// txIdleTimeout returns the statement that makes the server end the
+	// session's transaction (rolling it back) once the session has been
+	// idle for d, so that a paused process cannot keep the rows it locked
+	// (a lease row, a cursor row) for ever, and the statement that undoes
+	// it after the transaction; "" where the engine needs none.
+	txIdleTimeout(d time.Duration) (set, reset string)
 }
 
 // cursorCols are the quoted names of a cursors table and its columns.
@@ -96,6 +105,20 @@ func (mysqlDialect) fencedInsert(s *sqlStmt, c cursorCols, f *fence, name string
 	heldCond(s, f, "l.")
 	s.sql(" FOR UPDATE ON DUPLICATE KEY UPDATE ", c.table, ".", c.id, " = ", c.table, ".", c.id)
 }
+
+// txIdleTimeout sets the session's wait_timeout, after which the server
+// closes an idle connection and rolls back its transaction, saving the
+// session's own value in a user variable to restore it after the
+// transaction (the connection then goes back to the pool).
+func (mysqlDialect) txIdleTimeout(d time.Duration) (string, string) {
+	secs := max(int64((d+time.Second-1)/time.Second), 1)
+	return "SET @reflex_wait_timeout = @@SESSION.wait_timeout, SESSION wait_timeout = " + strconv.FormatInt(secs, 10),
+		"SET SESSION wait_timeout = @reflex_wait_timeout"
+}
+
+// txIdleTimeout needs nothing: SQLite has no server; a paused process
+// holds its database's write lock until it resumes or dies.
+func (sqliteDialect) txIdleTimeout(time.Duration) (string, string) { return "", "" }
 
 func (sqliteDialect) leaseExpiry(s *sqlStmt, us int64) {
 	// A literal modifier: us is the library's own integer.

@@ -3,6 +3,7 @@ package rsql
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -21,6 +22,11 @@ const (
 	// open after its first event by default, so that a slow stream's
 	// effects are committed promptly.
 	defaultTxBatchPeriod = 100 * time.Millisecond
+	// defaultTxIdleTimeout is how long the server lets a TxConsumer's
+	// transaction sit idle by default before it rolls it back: far longer
+	// than the gaps between its statements, short enough that a paused
+	// process releases its row locks soon after its lease expired.
+	defaultTxIdleTimeout = 10 * time.Second
 )
 
 // TxFunc writes the effects of event e in tx, the transaction in which
@@ -35,6 +41,7 @@ type TxOption func(*txConfig)
 type txConfig struct {
 	batchLen int
 	period   time.Duration
+	idle     time.Duration
 	copts    []reflex.ConsumerOption
 }
 
@@ -45,6 +52,21 @@ type txConfig struct {
 // < 1 or d < 0.
 func WithTxBatch(n int, d time.Duration) TxOption {
 	return func(c *txConfig) { c.batchLen, c.period = n, d }
+}
+
+// WithTxIdleTimeout makes the database server roll back a transaction of
+// the consumer whose session has been idle (no statement running) for d,
+// rounded up to whole seconds: a process paused or cut off in the middle
+// of a transaction would otherwise keep its row locks (on the cursor row,
+// on the lease row of a fenced write, on the effects it inserted) until
+// the server notices the dead connection, blocking the member that took
+// its lease over. Default 10 s; 0 disables it. With MySQL/MariaDB it sets
+// the session's wait_timeout for the transaction (two more statements
+// per transaction, on the transaction's connection) and restores it
+// after; SQLite needs nothing. Keep d well above the batch period and the
+// time the TxFunc takes for one event. NewTxConsumer panics if d < 0.
+func WithTxIdleTimeout(d time.Duration) TxOption {
+	return func(c *txConfig) { c.idle = d }
 }
 
 // WithTxConsumerOptions sets the options of the instrumented consumer that
@@ -102,6 +124,7 @@ type TxConsumer struct {
 	committed cursorVal
 	state     storedState
 	tx        *sql.Tx   // the open transaction, or nil
+	conn      *sql.Conn // tx's connection, when its session was changed
 	first     time.Time // when the open batch got its first event
 	count     int       // events in the open batch (cursor notes)
 	pending   cursorVal // the cursor to commit, if dirty
@@ -130,7 +153,7 @@ var (
 // It panics with an "rsql:" message for a nil db or fn, a store of
 // another kind, or invalid options: these are programming errors.
 func NewTxConsumer(name string, db *sql.DB, store reflex.CursorStore, fn TxFunc, opts ...TxOption) *TxConsumer {
-	cfg := txConfig{batchLen: defaultTxBatchLen, period: defaultTxBatchPeriod}
+	cfg := txConfig{batchLen: defaultTxBatchLen, period: defaultTxBatchPeriod, idle: defaultTxIdleTimeout}
 	for _, o := range opts {
 		if o == nil {
 			panic("rsql: NewTxConsumer: nil option")
@@ -140,8 +163,9 @@ func NewTxConsumer(name string, db *sql.DB, store reflex.CursorStore, fn TxFunc,
 	if db == nil || fn == nil {
 		panic("rsql: NewTxConsumer: nil *sql.DB or TxFunc")
 	}
-	if cfg.batchLen < 1 || cfg.period < 0 {
-		panic(fmt.Sprintf("rsql: NewTxConsumer(%q): batch of %d events or %v: need at least 1 event and a period >= 0", name, cfg.batchLen, cfg.period))
+	if cfg.batchLen < 1 || cfg.period < 0 || cfg.idle < 0 {
+		panic(fmt.Sprintf("rsql: NewTxConsumer(%q): batch of %d events or %v, idle timeout %v: need at least 1 event, a period >= 0 and an idle timeout >= 0",
+			name, cfg.batchLen, cfg.period, cfg.idle))
 	}
 	tc := &TxConsumer{name: name, db: db, fn: fn, cfg: cfg}
 	switch s := store.(type) {
@@ -184,7 +208,7 @@ func (tc *TxConsumer) Consume(ctx context.Context, e *reflex.Event) error {
 		return err
 	}
 	if err := tc.fn(ctx, tc.tx, e); err != nil {
-		tc.rollbackLocked()
+		tc.rollbackLocked(ctx)
 		return err
 	}
 	tc.inflight = true
@@ -198,7 +222,26 @@ func (tc *TxConsumer) beginLocked(ctx context.Context) error {
 	if tc.tx != nil {
 		return nil
 	}
-	tx, err := tc.db.BeginTx(context.WithoutCancel(ctx), nil)
+	ctx = context.WithoutCancel(ctx)
+	var (
+		tx  *sql.Tx
+		err error
+	)
+	if set, _ := tc.t.d.txIdleTimeout(tc.cfg.idle); set != "" && tc.cfg.idle > 0 {
+		var conn *sql.Conn
+		if conn, err = tc.db.Conn(ctx); err == nil {
+			if _, err = conn.ExecContext(ctx, set); err == nil {
+				tx, err = conn.BeginTx(ctx, nil)
+			}
+			if err != nil {
+				tc.closeConn(ctx, conn, false)
+			} else {
+				tc.conn = conn
+			}
+		}
+	} else {
+		tx, err = tc.db.BeginTx(ctx, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("rsql: consumer %s: begin transaction: %w", quoteCap(tc.name), err)
 	}
@@ -238,7 +281,7 @@ func (tc *TxConsumer) note(ctx context.Context, id string) error {
 // run.
 func (tc *TxConsumer) commitLocked(ctx context.Context) error {
 	if !tc.dirty {
-		tc.rollbackLocked()
+		tc.rollbackLocked(ctx)
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tc.t.cfg.flushTimeout)
@@ -252,9 +295,10 @@ func (tc *TxConsumer) commitLocked(ctx context.Context) error {
 			err = fmt.Errorf("rsql: consumer %s: commit: %w", quoteCap(tc.name), err)
 		}
 		tc.tx = nil
+		tc.endConnLocked(ctx, err == nil)
 	}
 	if err != nil {
-		tc.rollbackLocked()
+		tc.rollbackLocked(ctx)
 		tc.failed = err
 		return err
 	}
@@ -301,12 +345,41 @@ func (tc *TxConsumer) writeCursorLocked(ctx context.Context) error {
 
 // rollbackLocked rolls back the open transaction, if any, and forgets the
 // batch.
-func (tc *TxConsumer) rollbackLocked() {
+func (tc *TxConsumer) rollbackLocked(ctx context.Context) {
 	if tc.tx != nil {
-		_ = tc.tx.Rollback()
+		err := tc.tx.Rollback()
 		tc.tx = nil
+		tc.endConnLocked(ctx, err == nil)
 	}
 	tc.dirty, tc.count, tc.inflight = false, 0, false
+}
+
+// endConnLocked gives the transaction's connection back to the pool with
+// its session restored, or discards it if the transaction failed or the
+// restore fails.
+func (tc *TxConsumer) endConnLocked(ctx context.Context, ok bool) {
+	if tc.conn == nil {
+		return
+	}
+	tc.closeConn(ctx, tc.conn, ok)
+	tc.conn = nil
+}
+
+// closeConn restores conn's session (if ok) and gives it back to the
+// pool, or discards it.
+func (tc *TxConsumer) closeConn(ctx context.Context, conn *sql.Conn, ok bool) {
+	if ok {
+		_, reset := tc.t.d.txIdleTimeout(tc.cfg.idle)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tc.t.cfg.flushTimeout)
+		_, err := conn.ExecContext(ctx, reset)
+		cancel()
+		ok = err == nil
+	}
+	if !ok {
+		// The session may keep the short timeout: never reuse it.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	_ = conn.Close()
 }
 
 // getCursor reads the stored cursor at the start of a run, forgetting what
@@ -314,7 +387,7 @@ func (tc *TxConsumer) rollbackLocked() {
 func (tc *TxConsumer) getCursor(ctx context.Context) (string, error) {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	tc.rollbackLocked()
+	tc.rollbackLocked(ctx)
 	tc.failed = nil
 	m, err := tc.t.loadMeta(ctx, tc.db)
 	if err == nil {
@@ -347,7 +420,7 @@ func (tc *TxConsumer) flush(ctx context.Context) error {
 		return tc.failed
 	}
 	if tc.inflight {
-		tc.rollbackLocked()
+		tc.rollbackLocked(ctx)
 		return nil
 	}
 	return tc.commitLocked(ctx)
@@ -370,12 +443,13 @@ func (tc *TxConsumer) Reset(ctx context.Context) error {
 }
 
 // Stop stops the goroutine started by Reset, waits for it, and rolls back
-// the open transaction (a run's Flush has committed what it could). It is
-// idempotent and safe for concurrent use; it returns nil.
+// the open transaction (a run's Flush has committed what it could),
+// within the cursors table's flush timeout. It is idempotent and safe for
+// concurrent use; it returns nil.
 func (tc *TxConsumer) Stop() error {
 	tc.stopLoop()
 	tc.mu.Lock()
-	tc.rollbackLocked()
+	tc.rollbackLocked(context.Background()) // bounded by closeConn
 	tc.mu.Unlock()
 	return nil
 }

@@ -308,3 +308,51 @@ func TestNewTxConsumerPanics(t *testing.T) {
 		})
 	}
 }
+
+// TestTxConsumerIdleTimeout: the server rolls back a transaction that a
+// stalled consumer left idle, releasing its row locks, so that another
+// writer of those rows (the member that took the lease over) goes on.
+func TestTxConsumerIdleTimeout(t *testing.T) {
+	db := dbtest.Open(t)
+	ctx := t.Context()
+	f := newTxFixture(t, leaseDB{"MariaDB", db, rsql.MySQL}, 5)
+	stalled := make(chan struct{})
+	stream := f.events.ToStream(db)
+	// The consumer stalls (as a paused process would) after the fifth
+	// event, with its transaction open.
+	fn := func(ctx context.Context, tx *sql.Tx, e *reflex.Event) error {
+		if err := f.effect(ctx, tx, e); err != nil {
+			return err
+		}
+		if e.IDInt() == 5 {
+			close(stalled)
+			<-ctx.Done()
+		}
+		return nil
+	}
+	tc := rsql.NewTxConsumer("proj", db, f.cursors.ToStore(db), fn, rsql.WithTxBatch(100, 0), rsql.WithTxIdleTimeout(time.Second))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- reflex.Run(runCtx, rsql.NewTxSpec(stream, tc)) }()
+	<-stalled
+
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = 20"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := conn.ExecContext(ctx, "INSERT INTO "+f.effects+" (event_id, n) VALUES (1, 2)"); err != nil {
+		t.Fatalf("insert of a row the stalled transaction had locked: %v", err)
+	}
+	t.Logf("the stalled transaction's lock was released after %v (idle timeout 1 s)", time.Since(start))
+	cancel()
+	<-done
+	_ = tc.Stop()
+	if c := f.cursor(t, "proj"); c != "" {
+		t.Errorf("cursor %q, want none: the stalled transaction was rolled back", c)
+	}
+}
