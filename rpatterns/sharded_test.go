@@ -12,9 +12,26 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/seed-e488ba2e/reflex"
+	"github.com/seed-e488ba2e/reflex/internal/metrics"
 	"github.com/seed-e488ba2e/reflex/reflextest"
 )
+
+// metricValue returns the value of a gauge or counter series.
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Gauge != nil {
+		return d.GetGauge().GetValue()
+	}
+	return d.GetCounter().GetValue()
+}
 
 const (
 	testTTL      = 3 * time.Second
@@ -179,7 +196,7 @@ func checkOneRunner(t *testing.T, rl *runLog, n int) {
 
 func TestRunShardedSharesAndRebalances(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const name, n = "orders", 8
+		const name, n = "shares-and-rebalances", 8
 		leases := NewMemLeaseStore()
 		log := newLog(40)
 		cursors := MemCursorStore()
@@ -224,6 +241,21 @@ func TestRunShardedSharesAndRebalances(t *testing.T) {
 		}
 		_ = before
 		checkOneRunner(t, rl, n)
+		// Metrics: 8 shards owned in this process, 14 claims (8, 4, 2),
+		// 6 releases to rebalance (4 when b joined, 2 when c did).
+		if got := metricValue(t, metrics.LeaseShardsOwned(name)); got != n {
+			t.Errorf("reflex_lease_shards_owned = %v, want %d", got, n)
+		}
+		if got := metricValue(t, metrics.LeaseRebalances(name)); got != 6 {
+			t.Errorf("reflex_lease_rebalances_total = %v, want 6", got)
+		}
+		claims := 0.0
+		for s := range n {
+			claims += metricValue(t, metrics.LeaseClaims(name, s))
+		}
+		if claims != 14 {
+			t.Errorf("reflex_lease_claims_total sums to %v, want 14", claims)
+		}
 
 		// Every event was consumed by its shard, at least once.
 		log.Append(reflex.Event{ForeignID: "late", Type: testType(1)})

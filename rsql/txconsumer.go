@@ -17,7 +17,7 @@ const (
 	// defaultTxBatchLen is the most events a TxConsumer commits in one
 	// transaction by default: enough to make the commit's cost small per
 	// event, few enough to keep row locks short.
-	defaultTxBatchLen = 100
+	defaultTxBatchLen = 500
 	// defaultTxBatchPeriod is how long a TxConsumer keeps a transaction
 	// open after its first event by default, so that a slow stream's
 	// effects are committed promptly.
@@ -46,7 +46,7 @@ type txConfig struct {
 }
 
 // WithTxBatch sets how many events a transaction holds at most (n, default
-// 100) and how long it stays open after its first event at most (d,
+// 500) and how long it stays open after its first event at most (d,
 // default 100 ms; 0 means no time limit: a transaction is committed only
 // when it holds n events or when the run ends). NewTxConsumer panics if n
 // < 1 or d < 0.
@@ -60,11 +60,13 @@ func WithTxBatch(n int, d time.Duration) TxOption {
 // of a transaction would otherwise keep its row locks (on the cursor row,
 // on the lease row of a fenced write, on the effects it inserted) until
 // the server notices the dead connection, blocking the member that took
-// its lease over. Default 10 s; 0 disables it. With MySQL/MariaDB it sets
-// the session's wait_timeout for the transaction (two more statements
-// per transaction, on the transaction's connection) and restores it
-// after; SQLite needs nothing. Keep d well above the batch period and the
-// time the TxFunc takes for one event. NewTxConsumer panics if d < 0.
+// its lease over. Default 10 s; 0 disables it. With MySQL/MariaDB each run
+// of the consumer keeps one connection for its transactions, sets its
+// session's wait_timeout when it takes it and restores it when it gives
+// it back (Stop); the server closes the connection if the consumer is
+// idle for longer (no event to consume), and the next transaction takes
+// another. SQLite needs nothing. Keep d well above the batch period and
+// the time the TxFunc takes for one event. NewTxConsumer panics if d < 0.
 func WithTxIdleTimeout(d time.Duration) TxOption {
 	return func(c *txConfig) { c.idle = d }
 }
@@ -85,7 +87,7 @@ func WithTxConsumerOptions(opts ...reflex.ConsumerOption) TxOption {
 // not at all. Run it with NewTxSpec.
 //
 // A transaction holds up to n events or stays open up to d after its first
-// event (WithTxBatch: 100 events, 100 ms by default; a consumer that was
+// event (WithTxBatch: 500 events, 100 ms by default; a consumer that was
 // idle may wait up to twice d), then is committed: the cursor write is its
 // last statement, so the cursor row (and the lease row, if fenced) is
 // locked only while it commits. The cursor write is conditioned on the
@@ -124,7 +126,7 @@ type TxConsumer struct {
 	committed cursorVal
 	state     storedState
 	tx        *sql.Tx   // the open transaction, or nil
-	conn      *sql.Conn // tx's connection, when its session was changed
+	conn      *sql.Conn // the run's connection, when its session is changed
 	first     time.Time // when the open batch got its first event
 	count     int       // events in the open batch (cursor notes)
 	pending   cursorVal // the cursor to commit, if dirty
@@ -228,16 +230,25 @@ func (tc *TxConsumer) beginLocked(ctx context.Context) error {
 		err error
 	)
 	if set, _ := tc.t.d.txIdleTimeout(tc.cfg.idle); set != "" && tc.cfg.idle > 0 {
-		var conn *sql.Conn
-		if conn, err = tc.db.Conn(ctx); err == nil {
-			if _, err = conn.ExecContext(ctx, set); err == nil {
-				tx, err = conn.BeginTx(ctx, nil)
-			}
-			if err != nil {
-				tc.closeConn(ctx, conn, false)
-			} else {
+		// The run's transactions share one connection whose session has
+		// the idle timeout; the server may have closed it while it was
+		// idle between transactions: then take a new one, once.
+		for attempt := 0; attempt < 2; attempt++ {
+			if tc.conn == nil {
+				var conn *sql.Conn
+				if conn, err = tc.db.Conn(ctx); err != nil {
+					break
+				}
+				if _, err = conn.ExecContext(ctx, set); err != nil {
+					tc.closeConn(ctx, conn, false)
+					continue
+				}
 				tc.conn = conn
 			}
+			if tx, err = tc.conn.BeginTx(ctx, nil); err == nil {
+				break
+			}
+			tc.releaseConnLocked(ctx, false)
 		}
 	} else {
 		tx, err = tc.db.BeginTx(ctx, nil)
@@ -295,7 +306,9 @@ func (tc *TxConsumer) commitLocked(ctx context.Context) error {
 			err = fmt.Errorf("rsql: consumer %s: commit: %w", quoteCap(tc.name), err)
 		}
 		tc.tx = nil
-		tc.endConnLocked(ctx, err == nil)
+		if err != nil {
+			tc.releaseConnLocked(ctx, false)
+		}
 	}
 	if err != nil {
 		tc.rollbackLocked(ctx)
@@ -347,17 +360,17 @@ func (tc *TxConsumer) writeCursorLocked(ctx context.Context) error {
 // batch.
 func (tc *TxConsumer) rollbackLocked(ctx context.Context) {
 	if tc.tx != nil {
-		err := tc.tx.Rollback()
+		if err := tc.tx.Rollback(); err != nil {
+			tc.releaseConnLocked(ctx, false)
+		}
 		tc.tx = nil
-		tc.endConnLocked(ctx, err == nil)
 	}
 	tc.dirty, tc.count, tc.inflight = false, 0, false
 }
 
-// endConnLocked gives the transaction's connection back to the pool with
-// its session restored, or discards it if the transaction failed or the
-// restore fails.
-func (tc *TxConsumer) endConnLocked(ctx context.Context, ok bool) {
+// releaseConnLocked gives the run's connection back to the pool with its
+// session restored (if ok), or discards it.
+func (tc *TxConsumer) releaseConnLocked(ctx context.Context, ok bool) {
 	if tc.conn == nil {
 		return
 	}
@@ -442,14 +455,17 @@ func (tc *TxConsumer) Reset(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the goroutine started by Reset, waits for it, and rolls back
-// the open transaction (a run's Flush has committed what it could),
-// within the cursors table's flush timeout. It is idempotent and safe for
-// concurrent use; it returns nil.
+// Stop stops the goroutine started by Reset, waits for it, rolls back
+// the open transaction (a run's Flush has committed what it could) and
+// gives the run's connection back to the pool, within the cursors table's
+// flush timeout. It is idempotent and safe for concurrent use; it returns
+// nil.
 func (tc *TxConsumer) Stop() error {
 	tc.stopLoop()
 	tc.mu.Lock()
-	tc.rollbackLocked(context.Background()) // bounded by closeConn
+	ctx := context.Background() // each step is bounded by the flush timeout
+	tc.rollbackLocked(ctx)
+	tc.releaseConnLocked(ctx, true)
 	tc.mu.Unlock()
 	return nil
 }

@@ -57,6 +57,12 @@ func LeaseClaimed(name string, shard int, epoch int64) {
 	leaseEpoch.WithLabelValues(name, s).Set(float64(epoch))
 }
 
+// LeaseClaims returns the reflex_lease_claims_total series of shard of the
+// consumer named name.
+func LeaseClaims(name string, shard int) prometheus.Counter {
+	return leaseClaims.WithLabelValues(name, strconv.Itoa(shard))
+}
+
 // LeaseLost counts the loss of the lease of shard of the consumer named
 // name.
 func LeaseLost(name string, shard int) {
