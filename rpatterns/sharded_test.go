@@ -685,3 +685,60 @@ func TestRunShardedOrphanLease(t *testing.T) {
 		a.stop()
 	})
 }
+
+// countStore counts the calls to a lease store.
+type countStore struct {
+	LeaseStore
+	scans, renews, claims atomic.Int64
+}
+
+func (c *countStore) ScanLeases(ctx context.Context, name string) ([]LeaseState, error) {
+	c.scans.Add(1)
+	return c.LeaseStore.ScanLeases(ctx, name)
+}
+
+func (c *countStore) RenewLeases(ctx context.Context, ls []Lease, ttl time.Duration) (int, error) {
+	c.renews.Add(1)
+	return c.LeaseStore.RenewLeases(ctx, ls, ttl)
+}
+
+func (c *countStore) ClaimLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error) {
+	c.claims.Add(1)
+	return c.LeaseStore.ClaimLease(ctx, l, ttl)
+}
+
+// TestLeaseRenewCadence: by default a member renews every third of the
+// TTL: in steady state one renewal (of all its leases) and one reading per
+// interval for a sharded consumer, one renewal per interval for a single
+// lease, whatever the number of shards.
+func TestLeaseRenewCadence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 3 * time.Second // interval 1 s by default
+		ctx, cancel := context.WithCancel(context.Background())
+		sharded := &countStore{LeaseStore: NewMemLeaseStore()}
+		single := &countStore{LeaseStore: NewMemLeaseStore()}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_ = RunShardedSpecs(ctx, sharded, "c", 8, MemCursorStore(), func(s ConsumerShard, store reflex.CursorStore) reflex.Spec {
+				return reflex.NewSpec(newLog(0).Stream, store, ParallelConsumer(s, func(context.Context, *reflex.Event) error { return nil }))
+			}, WithLeaseTTL(ttl))
+		})
+		wg.Go(func() {
+			_ = HoldLease(ctx, single, "c", func(ctx context.Context, _ Lease) error { <-ctx.Done(); return nil }, WithLeaseTTL(ttl))
+		})
+		time.Sleep(ttl / 6) // the first tick (join, claims) is done
+		synctest.Wait()
+		r0, s0, c0 := sharded.renews.Load(), sharded.scans.Load(), sharded.claims.Load()
+		h0, hs0 := single.renews.Load(), single.scans.Load()
+		time.Sleep(10 * ttl / 3)
+		synctest.Wait()
+		if r, s, c := sharded.renews.Load()-r0, sharded.scans.Load()-s0, sharded.claims.Load()-c0; r != 10 || s != 10 || c != 0 {
+			t.Errorf("sharded member in 10 intervals: %d renewals, %d readings, %d claims; want 10, 10, 0", r, s, c)
+		}
+		if r, s := single.renews.Load()-h0, single.scans.Load()-hs0; r != 10 || s != 0 {
+			t.Errorf("lease holder in 10 intervals: %d renewals, %d readings; want 10, 0", r, s)
+		}
+		cancel()
+		wg.Wait()
+	})
+}

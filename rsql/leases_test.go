@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/internal/dbtest"
 	"github.com/seed-e488ba2e/reflex/internal/testguard"
 	"github.com/seed-e488ba2e/reflex/rpatterns"
@@ -517,4 +518,58 @@ func testguardPoll(check func() (bool, error)) error {
 		done, err := check()
 		return 0, done, err
 	})
+}
+
+// TestLeasesShardCountMismatch: with the leases table, a member started
+// with another shard count while one runs gets ErrShardCount and claims
+// nothing; the running member keeps its shards.
+func TestLeasesShardCountMismatch(t *testing.T) {
+	for _, ldb := range leaseDBs(t) {
+		t.Run(ldb.name, func(t *testing.T) {
+			lt, ct := leaseTables(t, ldb)
+			s := lt.ToStore(ldb.db)
+			ctx, cancel := context.WithCancel(t.Context())
+			stream := func(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
+				return blockingClient{ctx}, nil
+			}
+			nop := func(context.Context, *reflex.Event) error { return nil }
+			opts := []rpatterns.LeaseOption{rpatterns.WithLeaseTTL(time.Minute), rpatterns.WithLeaseRenewInterval(50 * time.Millisecond)}
+			done := make(chan error, 1)
+			go func() {
+				done <- rpatterns.RunSharded(ctx, s, "c", 4, stream, ct.ToStore(ldb.db), nop, append(opts, rpatterns.WithLeaseOwner("a"))...)
+			}()
+			defer func() { cancel(); <-done }()
+			err := testguardPoll(func() (bool, error) {
+				states, err := s.ScanLeases(ctx, "c")
+				held := 0
+				for _, st := range states {
+					if st.Shard >= 0 && st.Owner == "a" {
+						held++
+					}
+				}
+				return held == 4, err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = rpatterns.RunSharded(ctx, s, "c", 8, stream, ct.ToStore(ldb.db), nop, append(opts, rpatterns.WithLeaseOwner("b"))...)
+			if !errors.Is(err, rpatterns.ErrShardCount) || !strings.Contains(err.Error(), "4 shards") || !strings.Contains(err.Error(), "with 8") {
+				t.Fatalf("RunSharded with 8 shards = %v, want ErrShardCount naming 4 and 8", err)
+			}
+			states, _ := s.ScanLeases(ctx, "c")
+			for _, st := range states {
+				if st.Owner != "a" {
+					t.Errorf("lease %+v: want every lease held by a", st)
+				}
+			}
+		})
+	}
+}
+
+// blockingClient is a stream client without events.
+type blockingClient struct{ ctx context.Context }
+
+func (c blockingClient) Recv() (*reflex.Event, error) {
+	<-c.ctx.Done()
+	return nil, c.ctx.Err()
 }

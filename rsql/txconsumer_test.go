@@ -356,3 +356,44 @@ func TestTxConsumerIdleTimeout(t *testing.T) {
 		t.Errorf("cursor %q, want none: the stalled transaction was rolled back", c)
 	}
 }
+
+// TestTxConsumerIdleConnectionClosed: a consumer idle for longer than its
+// idle timeout between transactions (no events) has its connection closed
+// by the server; its next transaction takes another one.
+func TestTxConsumerIdleConnectionClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping a test that idles for 2.5 s in -short mode")
+	}
+	db := dbtest.Open(t)
+	ctx := t.Context()
+	f := newTxFixture(t, leaseDB{"MariaDB", db, rsql.MySQL}, 3)
+	tc := rsql.NewTxConsumer("proj", db, f.cursors.ToStore(db), f.effect, rsql.WithTxBatch(100, 10*time.Millisecond), rsql.WithTxIdleTimeout(time.Second))
+	spec := rsql.NewTxSpec(f.events.ToStream(db), tc)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- reflex.Run(runCtx, spec) }()
+	defer func() { cancel(); <-done; _ = spec.Stop() }()
+	wait := func(want string) {
+		t.Helper()
+		err := testguard.Poll(time.Minute, 10*time.Millisecond, "the cursor at "+want, func() (int64, bool, error) {
+			return 0, f.cursor(t, "proj") == want, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait("3")
+	// Idle past the server's timeout (this waits for the server's clock,
+	// not for the consumer).
+	<-time.After(2500 * time.Millisecond)
+	f.insert(t, 2)
+	wait("5")
+	if n, _ := f.effectsCount(t); n != 5 {
+		t.Errorf("%d effects, want 5", n)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("run ended: %v", err)
+	default:
+	}
+}
