@@ -203,6 +203,12 @@ func TestRunShardedSharesAndRebalances(t *testing.T) {
 		rl := &runLog{}
 		rec := &recorder{}
 
+		// Metrics are process-wide: compare with their values before.
+		rebalances0 := metricValue(t, metrics.LeaseRebalances(name))
+		claims0 := 0.0
+		for s := range n {
+			claims0 += metricValue(t, metrics.LeaseClaims(name, s))
+		}
 		a := startMember(t, leases, "a", name, n, log, cursors, rl, rec)
 		time.Sleep(testInterval / 2)
 		synctest.Wait()
@@ -246,10 +252,10 @@ func TestRunShardedSharesAndRebalances(t *testing.T) {
 		if got := metricValue(t, metrics.LeaseShardsOwned(name)); got != n {
 			t.Errorf("reflex_lease_shards_owned = %v, want %d", got, n)
 		}
-		if got := metricValue(t, metrics.LeaseRebalances(name)); got != 6 {
+		if got := metricValue(t, metrics.LeaseRebalances(name)) - rebalances0; got != 6 {
 			t.Errorf("reflex_lease_rebalances_total = %v, want 6", got)
 		}
-		claims := 0.0
+		claims := -claims0
 		for s := range n {
 			claims += metricValue(t, metrics.LeaseClaims(name, s))
 		}
@@ -297,6 +303,7 @@ func TestRunShardedSharesAndRebalances(t *testing.T) {
 		checkOneRunner(t, rl, n)
 		a.stop()
 		b.stop()
+		synctest.Wait() // the test's record of the runs' ends
 		if got := owned(t, leases, name); len(got) != 0 {
 			t.Fatalf("leases %v held after every member stopped", got)
 		}
