@@ -167,7 +167,7 @@ type member struct {
 
 // loop runs the member until ctx is done or a permanent error, then stops
 // its runs, waits for them and releases its membership.
-func (m *member) loop(ctx context.Context) (err error) {
+func (m *member) loop(ctx context.Context) error {
 	m.base = context.WithoutCancel(ctx)
 	var tt tickTimer
 	defer tt.stop()

@@ -120,7 +120,7 @@ func holdLease(ctx context.Context, leases LeaseStore, name string, cfg leaseCon
 	return h.run(ctx)
 }
 
-func (h *holder) run(ctx context.Context) (err error) {
+func (h *holder) run(ctx context.Context) error {
 	var (
 		cur *leaseRun
 		tt  tickTimer
