@@ -55,6 +55,9 @@ func TestLeasesSteadyStateStatements(t *testing.T) {
 	const (
 		interval = 200 * time.Millisecond
 		window   = 10 * interval
+		// ttl is long for the interval, so that a busy machine does not
+		// make a member lose a lease (and claim it again) in the window.
+		ttl = 10 * interval
 	)
 	var consumed atomic.Int64
 	fn := func(context.Context, *reflex.Event) error { consumed.Add(1); return nil }
@@ -65,7 +68,7 @@ func TestLeasesSteadyStateStatements(t *testing.T) {
 		store := rsql.NewLeasesTable("leases").ToStore(c)
 		wg.Go(func() {
 			_ = rpatterns.RunSharded(runCtx, store, "overhead", 8, f.events.ToStream(db), f.cursors.ToStore(db), fn,
-				rpatterns.WithLeaseOwner(string(rune('a'+i))), rpatterns.WithLeaseTTL(3*interval), rpatterns.WithLeaseRenewInterval(interval))
+				rpatterns.WithLeaseOwner(string(rune('a'+i))), rpatterns.WithLeaseTTL(ttl), rpatterns.WithLeaseRenewInterval(interval))
 		})
 	}
 	defer func() { stop(); wg.Wait() }()
@@ -125,7 +128,7 @@ func TestLeasesSteadyStateStatements(t *testing.T) {
 				<-ctx.Done()
 				holding.Add(-1)
 				return nil
-			}, rpatterns.WithLeaseOwner(string(rune('x'+i))), rpatterns.WithLeaseTTL(3*interval), rpatterns.WithLeaseRenewInterval(interval))
+			}, rpatterns.WithLeaseOwner(string(rune('x'+i))), rpatterns.WithLeaseTTL(ttl), rpatterns.WithLeaseRenewInterval(interval))
 		})
 	}
 	if err := testguard.Poll(time.Minute, 10*time.Millisecond, "a holder", func() (int64, bool, error) {
