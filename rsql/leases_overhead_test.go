@@ -15,23 +15,23 @@ import (
 	"github.com/seed-e488ba2e/reflex/rsql"
 )
 
-// countingDBC counts the statements run through it.
-type countingDBC struct {
+// leaseStmtCounter counts the statements run through it.
+type leaseStmtCounter struct {
 	rsql.DBC
 	n atomic.Int64
 }
 
-func (c *countingDBC) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+func (c *leaseStmtCounter) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	c.n.Add(1)
 	return c.DBC.ExecContext(ctx, q, args...)
 }
 
-func (c *countingDBC) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+func (c *leaseStmtCounter) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	c.n.Add(1)
 	return c.DBC.QueryContext(ctx, q, args...)
 }
 
-func (c *countingDBC) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+func (c *leaseStmtCounter) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
 	c.n.Add(1)
 	return c.DBC.QueryRowContext(ctx, q, args...)
 }
@@ -63,7 +63,7 @@ func TestLeasesSteadyStateStatements(t *testing.T) {
 	fn := func(context.Context, *reflex.Event) error { consumed.Add(1); return nil }
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	counters := []*countingDBC{{DBC: db}, {DBC: db}}
+	counters := []*leaseStmtCounter{{DBC: db}, {DBC: db}}
 	for i, c := range counters {
 		store := rsql.NewLeasesTable("leases").ToStore(c)
 		wg.Go(func() {
@@ -118,7 +118,7 @@ func TestLeasesSteadyStateStatements(t *testing.T) {
 	// One lease (HoldLease, RunLeased, RunSharded with one shard): the
 	// holder renews with one statement per interval, a waiting runner
 	// reads with one.
-	single := []*countingDBC{{DBC: db}, {DBC: db}}
+	single := []*leaseStmtCounter{{DBC: db}, {DBC: db}}
 	var holding atomic.Int32
 	for i, c := range single {
 		store := rsql.NewLeasesTable("leases").ToStore(c)
