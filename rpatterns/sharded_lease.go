@@ -200,6 +200,11 @@ func newLeaseConfig(what string, leases LeaseStore, name string, n int, opts []L
 	if c.interval == 0 {
 		c.interval = c.ttl / 3
 	}
+	for _, o := range c.shardOpts {
+		if o == nil {
+			return c, fmt.Errorf("%w: %s: nil shard option", ErrInvalidLease, what)
+		}
+	}
 	var err error
 	switch {
 	case leases == nil:

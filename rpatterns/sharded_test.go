@@ -496,6 +496,10 @@ func TestRunShardedBadInput(t *testing.T) {
 		{"nil fn", func() error { return RunSharded(ctx, leases, "x", 4, newLog(1).Stream, store, nil) }, "nil stream or consumer function"},
 		{"nil f", func() error { return HoldLease(ctx, leases, "x", nil) }, "nil function"},
 		{"nil consumer", func() error { return RunLeased(ctx, leases, newLog(1).Stream, store, nil) }, "nil stream, cursor store or consumer"},
+		{"nil option", func() error { return RunShardedSpecs(ctx, leases, "x", 4, store, spec, nil) }, "nil option"},
+		{"nil shard option", func() error {
+			return RunShardedSpecs(ctx, leases, "x", 4, store, spec, WithShardOptions(nil))
+		}, "nil shard option"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run()
