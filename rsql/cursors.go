@@ -138,6 +138,9 @@ type cursorEntry struct {
 	checked bool
 	// err is a flush error to return from the next SetCursor.
 	err error
+	// fence is the lease that fences the pending cursor (nil: none);
+	// errFence the one whose loss err reports (nil for other errors).
+	fence, errFence *fence
 }
 
 // NewCursorsTable returns a table of cursors named name. Defaults: columns
@@ -206,6 +209,13 @@ func (t *CursorsTable) Name() string { return t.name }
 // rule for names (see CursorsTable), ErrSchema if the table's columns do
 // not fit, and the database's errors. It is safe for concurrent use.
 func (t *CursorsTable) GetCursor(ctx context.Context, dbc DBC, consumerName string) (string, error) {
+	return t.getCursor(ctx, dbc, consumerName, nil)
+}
+
+// getCursor is GetCursor through a store fenced by f (nil: not fenced): a
+// cursor buffered for the consumer under another lease is written under
+// f from now on.
+func (t *CursorsTable) getCursor(ctx context.Context, dbc DBC, consumerName string, f *fence) (string, error) {
 	const op = "get cursor"
 	if isNilDBC(dbc) {
 		return "", t.opErr(op, consumerName, errors.New("nil DBC"))
@@ -236,7 +246,7 @@ func (t *CursorsTable) GetCursor(ctx context.Context, dbc DBC, consumerName stri
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.entryLocked(consumerName)
-	e.checked, e.err = true, nil
+	e.checked, e.err, e.errFence = true, nil, nil
 	switch v, ok := t.parseStored(s); {
 	case !found:
 		e.state = stateAbsent
@@ -247,6 +257,9 @@ func (t *CursorsTable) GetCursor(ctx context.Context, dbc DBC, consumerName stri
 	}
 	if e.dirty {
 		if e.state != stateKnown || t.less(e.stored, e.pending) {
+			if f != nil {
+				e.fence = f
+			}
 			return e.pending.s, nil
 		}
 		e.dirty = false // the stored cursor is ahead: never write it back
@@ -299,6 +312,11 @@ func (t *CursorsTable) read(ctx context.Context, dbc DBC, name string) (string, 
 //
 // SetCursor is safe for concurrent use.
 func (t *CursorsTable) SetCursor(ctx context.Context, dbc DBC, consumerName, cursor string) error {
+	return t.setCursor(ctx, dbc, consumerName, cursor, nil)
+}
+
+// setCursor is SetCursor through a store fenced by f (nil: not fenced).
+func (t *CursorsTable) setCursor(ctx context.Context, dbc DBC, consumerName, cursor string, f *fence) error {
 	const op = "set cursor"
 	c, err := t.parse(consumerName, cursor)
 	if err != nil {
@@ -308,7 +326,7 @@ func (t *CursorsTable) SetCursor(ctx context.Context, dbc DBC, consumerName, cur
 		return t.opErr(op, consumerName, errors.New("nil DBC"))
 	}
 	if t.cfg.period <= 0 {
-		return t.setSync(ctx, dbc, consumerName, c)
+		return t.setSync(ctx, dbc, consumerName, c, f)
 	}
 	if _, ok := dbc.(*sql.Tx); ok {
 		return t.opErr(op, consumerName, errors.New("a *sql.Tx cannot be used with an asynchronous table, which writes later, "+
@@ -332,9 +350,12 @@ func (t *CursorsTable) SetCursor(ctx context.Context, dbc DBC, consumerName, cur
 		e.checked = m != nil
 	}
 	if e.err != nil {
-		err := e.err
-		e.err = nil
-		return err
+		// A lease lost by an earlier holder is not this writer's error.
+		err, ef := e.err, e.errFence
+		e.err, e.errFence = nil, nil
+		if ef == nil || ef == f {
+			return err
+		}
 	}
 	if m != nil {
 		if err := m.checkCursor(c); err != nil {
@@ -351,7 +372,7 @@ func (t *CursorsTable) SetCursor(ctx context.Context, dbc DBC, consumerName, cur
 			return &CursorConflictError{Table: t.name, Consumer: consumerName, Cursor: cursor, Existing: e.stored.s}
 		}
 	}
-	e.pending = c
+	e.pending, e.fence = c, f
 	if !e.dirty {
 		e.dirty = true
 		t.dirty = append(t.dirty, e)
@@ -408,8 +429,8 @@ func (t *CursorsTable) loadMeta(ctx context.Context, dbc DBC) (*cursorsMeta, err
 	})
 }
 
-// setSync is the synchronous SetCursor.
-func (t *CursorsTable) setSync(ctx context.Context, dbc DBC, name string, c cursorVal) error {
+// setSync is the synchronous SetCursor, fenced by f if not nil.
+func (t *CursorsTable) setSync(ctx context.Context, dbc DBC, name string, c cursorVal, f *fence) error {
 	const op = "set cursor"
 	t.mu.Lock()
 	closed := t.closed
@@ -427,7 +448,7 @@ func (t *CursorsTable) setSync(ctx context.Context, dbc DBC, name string, c curs
 	if err := m.checkCursor(c); err != nil {
 		return t.opErr(op, name, err)
 	}
-	return t.write(ctx, dbc, name, c)
+	return t.write(ctx, dbc, name, c, f)
 }
 
 // opErr wraps err with the operation, the consumer and the table.
@@ -443,8 +464,12 @@ func (t *CursorsTable) stmt() *sqlStmt {
 }
 
 // write is the synchronous SetCursor: update if strictly less, else
-// insert; a row that exists then is a conflict.
-func (t *CursorsTable) write(ctx context.Context, dbc DBC, name string, c cursorVal) error {
+// insert; a row that exists then is a conflict. With a fence it writes
+// with writeFenced.
+func (t *CursorsTable) write(ctx context.Context, dbc DBC, name string, c cursorVal, f *fence) error {
+	if f != nil {
+		return t.writeSyncFenced(ctx, dbc, name, c, f)
+	}
 	r := []*flushRow{{e: &cursorEntry{name: name}, v: c, state: stateUnknown}}
 	n, err := t.update(ctx, dbc, r)
 	if err == nil && n == 0 {

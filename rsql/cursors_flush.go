@@ -53,13 +53,14 @@ func (t *CursorsTable) release() { <-t.sem }
 type rowOutcome uint8
 
 const (
-	outPending  rowOutcome = iota // not decided yet
-	outRetry                      // not written: buffer it again
-	outWritten                    // stored as it was
-	outUpserted                   // stored, or a greater stored cursor kept
-	outSkipped                    // a greater stored cursor kept
-	outConflict                   // another writer changed the row
-	outFailed                     // refused for good (err)
+	outPending   rowOutcome = iota // not decided yet
+	outRetry                       // not written: buffer it again
+	outWritten                     // stored as it was
+	outUpserted                    // stored, or a greater stored cursor kept
+	outSkipped                     // a greater stored cursor kept
+	outConflict                    // another writer changed the row
+	outFailed                      // refused for good (err)
+	outLeaseLost                   // the fencing lease is no longer held
 )
 
 // flushRow is one buffered cursor in a flush.
@@ -70,6 +71,7 @@ type flushRow struct {
 	// took the cursor (nothing else changes them during the flush).
 	state  storedState
 	stored cursorVal
+	fence  *fence // the lease that fences the write, or nil
 	out    rowOutcome
 	// read is the row as read back (outSkipped, outConflict).
 	read  sql.NullString
@@ -110,7 +112,7 @@ func (t *CursorsTable) Flush(ctx context.Context) error {
 	rows := t.batch[:0]
 	for _, e := range t.dirty {
 		if e.dirty {
-			rows = append(rows, flushRow{e: e, v: e.pending, state: e.state, stored: e.stored})
+			rows = append(rows, flushRow{e: e, v: e.pending, state: e.state, stored: e.stored, fence: e.fence})
 			e.dirty = false
 		}
 	}
@@ -148,6 +150,7 @@ func (t *CursorsTable) flushRows(ctx context.Context, dbc DBC, rows []flushRow) 
 		return err
 	}
 	todo := make([]*flushRow, 0, len(rows))
+	var fenced []*flushRow
 	for i := range rows {
 		r := &rows[i]
 		// Names buffered before the catalog was read are checked here.
@@ -159,11 +162,27 @@ func (t *CursorsTable) flushRows(ctx context.Context, dbc DBC, rows []flushRow) 
 			r.out, r.err = outFailed, err
 			continue
 		}
-		todo = append(todo, r)
+		if r.fence != nil {
+			fenced = append(fenced, r)
+		} else {
+			todo = append(todo, r)
+		}
 	}
 	// A fixed row order keeps concurrent flushes of several processes from
 	// deadlocking on each other's row locks.
-	slices.SortFunc(todo, func(a, b *flushRow) int { return cmp.Compare(a.e.name, b.e.name) })
+	byName := func(a, b *flushRow) int { return cmp.Compare(a.e.name, b.e.name) }
+	slices.SortFunc(todo, byName)
+	slices.SortFunc(fenced, byName)
+	// Fenced rows are written one statement each: each joins its own
+	// lease row.
+	for _, r := range fenced {
+		if err := t.writeFenced(ctx, dbc, r); err != nil {
+			if !t.d.dataError(err) {
+				return err
+			}
+			r.out, r.err = outFailed, err
+		}
+	}
 	for len(todo) > 0 {
 		// An UPDATE binds up to five values per row where the dialect binds
 		// strings as parameters.
@@ -410,6 +429,7 @@ func (t *CursorsTable) settle(rows []flushRow) []error {
 	var (
 		errs    []error
 		written int
+		lost    []*fence
 	)
 	t.mu.Lock()
 	for i := range rows {
@@ -438,7 +458,7 @@ func (t *CursorsTable) settle(rows []flushRow) []error {
 			}
 			err := fmt.Errorf("rsql: flush cursor %s of consumer %s in table %s: %w: the stored cursor is %s, but this table last read or wrote %s",
 				bounded.Quote(r.v.s), bounded.Quote(e.name), t.name, ErrConcurrentWriter, got, what)
-			e.err, e.dirty = err, false
+			e.err, e.errFence, e.dirty = err, nil, false
 			e.state = stateAbsent
 			if v, ok := t.parseStored(r.read.String); r.found && ok {
 				e.state, e.stored = stateKnown, v
@@ -449,19 +469,34 @@ func (t *CursorsTable) settle(rows []flushRow) []error {
 			t.conflicts()
 		case outFailed:
 			err := fmt.Errorf("rsql: flush cursor %s of consumer %s in table %s: %w", bounded.Quote(r.v.s), bounded.Quote(e.name), t.name, r.err)
-			e.err, e.dirty = err, false
+			e.err, e.errFence, e.dirty = err, nil, false
 			errs = append(errs, err)
+		case outLeaseLost:
+			err := fmt.Errorf("rsql: flush cursor %s of consumer %s in table %s: %w: %s is no longer held",
+				bounded.Quote(r.v.s), bounded.Quote(e.name), t.name, ErrLeaseLost, r.fence)
+			if e.dirty && e.fence != r.fence {
+				break // a holder of a later lease set a cursor meanwhile
+			}
+			e.err, e.errFence, e.dirty = err, r.fence, false
+			errs = append(errs, err)
+			lost = append(lost, r.fence)
 		default: // outRetry, outPending
 			switch {
 			case !e.dirty:
-				e.pending, e.dirty = r.v, true
+				e.pending, e.fence, e.dirty = r.v, r.fence, true
 				t.dirty = append(t.dirty, e)
 			case t.less(e.pending, r.v):
-				e.pending = r.v // the kept cursor beats a lower one set meanwhile
+				// The kept cursor beats a lower one set meanwhile.
+				e.pending, e.fence = r.v, r.fence
 			}
 		}
 	}
 	t.mu.Unlock()
+	for _, f := range lost {
+		if f.lost != nil {
+			f.lost()
+		}
+	}
 	if t.counter != nil {
 		for range written {
 			t.counter()

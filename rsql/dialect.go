@@ -80,6 +80,7 @@ type dialect interface {
 	// cursorsDialect is the SQL of cursors and errors tables (see
 	// cursors_dialect.go).
 	cursorsDialect
+	leasesDialect // the SQL of leases tables and fenced cursor writes (leases_dialect.go)
 }
 
 type mysqlDialect struct{}
