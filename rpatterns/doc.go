@@ -23,6 +23,14 @@
 // error, with a backoff that restarts after a run that made progress;
 // [Await] waits for an event or a condition.
 //
+// Across processes: [RunSharded] and [RunShardedSpecs] split a consumer
+// into shards shared fairly by every process that runs them (rendezvous
+// hashing over the live members), with leases in a [LeaseStore]
+// (rsql.LeasesTable in production, [MemLeaseStore] in tests): each shard
+// is run by one live process at a time, stopped locally before its lease
+// can expire, and handed over at once on a graceful stop. [RunLeased] runs
+// a consumer in one process at a time; [HoldLease] runs any function so.
+//
 // Streams and stores: [NewPoller] turns a polling function into a
 // [reflex.StreamFunc]; [MemCursorStore] and [ReadThroughCursorStore] are
 // cursor stores.
@@ -52,6 +60,10 @@
 //     Await returns as soon as either answers (as in luno/reflex) and
 //     cancels the other, which ends on its own: the stream's when its Recv
 //     returns, the poll's when pollFn returns. Nothing waits for it.
+//   - [RunSharded], [RunShardedSpecs], [RunLeased] and [HoldLease]: one
+//     goroutine per held lease (renewing it, and running its shard under
+//     [RunForeverCtx]). Owner: the call, which blocks until its context is
+//     done, stops them, waits for them and releases the leases.
 //   - [Parallel] and [ParallelAck] (deprecated): n goroutines running
 //     [RunForever]. Goroutine m ends when getCtx(m) returns a context that
 //     is done; nothing else stops it and nothing waits for it. Use
@@ -63,7 +75,8 @@
 //
 // Lock order, outer first: BatchConsumer.mu, then BatchConsumer.lifeMu;
 // the worker pool's mu (of a ConcurrentConsumer or KeyedConsumer), then the
-// cursor tracker's mu, then GapSequence's mu.
+// cursor tracker's mu, then GapSequence's mu; MemLeaseStore.mu before a
+// fenced cursor store's lock, and a lease run's lock last.
 //
 // Nothing in this package sleeps with time.Sleep: waits are timers
 // (internal/wait.Timer) selected against the context, so tests can use

@@ -54,6 +54,19 @@
 // switch of [DisableCache]. The cache holds at most 10,000 events and
 // about 4 MiB of them.
 //
+// # Leases and effectively-once consumers
+//
+// A [LeasesTable] keeps the leases with which the runners of package
+// rpatterns (RunSharded, RunLeased, HoldLease) share a consumer's shards
+// between processes: one row per (name, shard) with owner, epoch
+// (incremented by every claim) and expiry in database time
+// ([LeasesSchema]). Cursor writes through a store fenced by a lease
+// ([LeaseStore.FenceCursorStore]) take effect only while it is held,
+// checked in the write's own statement, which locks the lease row so that
+// a claim waits for it: a process paused past its lease cannot move a
+// cursor ([ErrLeaseLost]). A [TxConsumer] commits an event's effects and
+// its cursor in one transaction (effectively once).
+//
 // # Goroutines
 //
 // The package starts these goroutines, each with an owner that stops it
@@ -80,6 +93,9 @@
 //     and waits for it. A [CursorStore] made by [CursorsTable.ToStore]
 //     with options owns its own table's loop; its Close, or the Close of
 //     the table it was made from, stops it.
+//   - The batch goroutine of a [TxConsumer] run, which commits a batch
+//     whose period is up: started by Reset. Owner: the run; it is stopped
+//     and waited for when the run ends, or by Stop.
 //
 // # Locks
 //
@@ -92,5 +108,7 @@
 // takes its flush semaphore (flushes, and GetCursor in asynchronous mode),
 // then its catalog locks (the lazily read columns), then its buffer lock,
 // which is never held while taking another lock. An [ErrorsTable] has
-// only its catalog locks.
+// only its catalog locks. A TxConsumer's lifeMu and mu are never held
+// together; its mu is taken before the catalog locks and before a lease's
+// lost callback.
 package rsql
