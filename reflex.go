@@ -128,12 +128,24 @@ type EventFilter func(event *Event) (bool, error)
 // StreamClient yields the events of a stream in order.
 //
 // A StreamClient is used by one goroutine at a time. It may also implement
-// io.Closer; [Run] and [Server] close it when they are done with it.
+// io.Closer; [Run] and [Server] close it when they are done with it. Other
+// optional interfaces: [Buffered] and [HeadReporter].
 type StreamClient interface {
 	// Recv blocks until the next event is available or an error occurs;
 	// exactly one of the results is non-nil. It returns promptly once the
 	// stream's context is done.
 	Recv() (*Event, error)
+}
+
+// HeadReporter is an optional interface of a StreamClient whose source
+// knows its head: HeadID returns the ID of the newest event of the stream
+// that the client knows of (as an integer; event IDs of such streams are
+// integers), and false if it knows none yet. It does no I/O, may lag the
+// true head by the source's poll interval, and is safe to call from any
+// goroutine while Recv runs. [Run] uses it to export each consumer's lag
+// in events, and a [Server] the lag of each remote consumer.
+type HeadReporter interface {
+	HeadID() (int64, bool)
 }
 
 // StreamFunc opens a stream of the events after the cursor after (exclusive;
