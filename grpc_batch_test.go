@@ -47,7 +47,7 @@ func TestGRPCCompatibility(t *testing.T) {
 		name   string
 		client func(grpc.ClientConnInterface) reflex.StreamFunc
 	}{
-		{"PackedClientReflexServer", reflex.GRPCStreamFunc},
+		{"PackedClientReflexServer", func(c grpc.ClientConnInterface) reflex.StreamFunc { return reflex.GRPCStreamFunc(c) }},
 		{"UnpackedBatchClientReflexServer", unpackedClient},
 		{"SingleClientReflexServer", singleClient},
 	} {
