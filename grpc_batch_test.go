@@ -50,6 +50,12 @@ func TestGRPCCompatibility(t *testing.T) {
 		{"PackedClientReflexServer", func(c grpc.ClientConnInterface) reflex.StreamFunc { return reflex.GRPCStreamFunc(c) }},
 		{"UnpackedBatchClientReflexServer", unpackedClient},
 		{"SingleClientReflexServer", singleClient},
+		{"ResilientClientReflexServer", func(c grpc.ClientConnInterface) reflex.StreamFunc {
+			return reflex.GRPCStreamFunc(c, reflex.WithGRPCReconnect(reflex.ReconnectPolicy{Peer: "conformance"}))
+		}},
+		{"NamedClientReflexServer", func(c grpc.ClientConnInterface) reflex.StreamFunc {
+			return reflex.GRPCStreamFunc(c, reflex.WithGRPCConsumerName("conformance"))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reflextest.TestStreamFunc(t, reflextest.StreamHarness{
