@@ -52,6 +52,10 @@
 //     Await returns as soon as either answers (as in luno/reflex) and
 //     cancels the other, which ends on its own: the stream's when its Recv
 //     returns, the poll's when pollFn returns. Nothing waits for it.
+//   - [NewFanInSpec]: the stream client of each run reads each source on
+//     a goroutine of its own, which queues up to 64 events ahead. Owner:
+//     that stream client; its Close (which reflex.Run calls when the run
+//     ends) stops them and waits for them.
 //   - [Parallel] and [ParallelAck] (deprecated): n goroutines running
 //     [RunForever]. Goroutine m ends when getCtx(m) returns a context that
 //     is done; nothing else stops it and nothing waits for it. Use
