@@ -51,7 +51,7 @@ type DedupeConsumer struct {
 	inner reflex.Consumer
 	cfg   dedupeConfig
 
-	mu    sync.Mutex // protects the following fields
+	mu    sync.Mutex        // protects the following fields
 	seen  map[string]uint64 // key -> seq of its last record
 	ring  []seenKey         // the records, oldest at start; len(ring) == cfg.size
 	start int               // index of the oldest record
