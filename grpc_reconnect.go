@@ -224,8 +224,7 @@ func (c *reconnClient) connect() error {
 		if c.failures > 0 {
 			c.br.m.Reconnect()
 		}
-		opts := c.opts
-		cl, err := c.inner(c.life.Context(), c.after, opts...)
+		cl, err := c.inner(c.life.Context(), c.after, c.opts...)
 		if lerr := c.life.Err(); lerr != nil {
 			c.br.abandon(probe)
 			if cl != nil {

@@ -126,7 +126,7 @@ func BenchmarkGRPCRSQLAccounting(b *testing.B) {
 	conn := serveReflex(b, withHead(events.ToStream(db), head))
 	stream := reflex.GRPCStreamFunc(conn, reflex.WithGRPCConsumerName("bench"))
 	defer reflex.SetPeerAccounting(true)
-	for round := 1; round <= 5; round++ {
+	for round := 1; round <= 8; round++ {
 		for _, on := range []bool{true, false} {
 			name := fmt.Sprintf("round%d/off", round)
 			if on {

@@ -29,6 +29,19 @@ const (
 // stops them all on shutdown. The zero value is not usable; call NewServer
 // or NewServerWithOptions. It is safe for concurrent use.
 //
+// It keeps a live record of each stream it serves: Peers returns them,
+// WithPeerHook observes their start and end, WithPeerIdentity names who
+// reads them, and the reflex_server_peer_* metrics count them per consumer
+// name (the name a client sends with WithGRPCConsumerName; "unknown" for
+// clients that send none, and "other" beyond 100 distinct names in the
+// process, so the series stay bounded whatever clients send; never per
+// address). A client may ask for a set of event types
+// (WithGRPCEventTypes): the Server sends only those.
+//
+// Locks: Server.mu and each stream record's lock are never held together,
+// and no lock of the Server is held while it calls the hook, the identity
+// function or a source's Head method.
+//
 // Each stream call is served by a goroutine that the Server owns (Stop
 // waits for it); a StreamBatch call for a source that does not implement
 // Buffered also has a read-ahead goroutine, which the call waits for
