@@ -47,9 +47,15 @@ func TestGRPCCompatibility(t *testing.T) {
 		name   string
 		client func(grpc.ClientConnInterface) reflex.StreamFunc
 	}{
-		{"PackedClientReflexServer", reflex.GRPCStreamFunc},
+		{"PackedClientReflexServer", func(c grpc.ClientConnInterface) reflex.StreamFunc { return reflex.GRPCStreamFunc(c) }},
 		{"UnpackedBatchClientReflexServer", unpackedClient},
 		{"SingleClientReflexServer", singleClient},
+		{"ResilientClientReflexServer", func(c grpc.ClientConnInterface) reflex.StreamFunc {
+			return reflex.GRPCStreamFunc(c, reflex.WithGRPCReconnect(reflex.ReconnectPolicy{Peer: "conformance"}))
+		}},
+		{"NamedClientReflexServer", func(c grpc.ClientConnInterface) reflex.StreamFunc {
+			return reflex.GRPCStreamFunc(c, reflex.WithGRPCConsumerName("conformance"))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reflextest.TestStreamFunc(t, reflextest.StreamHarness{

@@ -17,10 +17,10 @@ import (
 )
 
 // openRPC is the start of every StreamFunc of this file: it checks the
-// cursor (see MaxCursorBytes) and the options, builds the request and
-// derives the client's lifetime. Its errors wrap ErrInvalidCursor, with
-// status InvalidArgument.
-func openRPC(ctx context.Context, after string, opts []StreamOption, packed bool) (*reflexpb.StreamRequest, *life.Life, error) {
+// cursor (see MaxCursorBytes) and the options, builds the request (with
+// cfg's consumer name and types) and derives the client's lifetime. Its
+// errors wrap ErrInvalidCursor, with status InvalidArgument.
+func openRPC(ctx context.Context, after string, opts []StreamOption, packed bool, cfg *clientConfig) (*reflexpb.StreamRequest, *life.Life, error) {
 	if err := checkCursor(after); err != nil {
 		return nil, nil, wireError(err)
 	}
@@ -28,7 +28,16 @@ func openRPC(ctx context.Context, after string, opts []StreamOption, packed bool
 	if err != nil {
 		return nil, nil, wireError(err)
 	}
-	return &reflexpb.StreamRequest{After: after, Options: pbOpts, Packed: packed}, life.New(ctx), nil
+	req := &reflexpb.StreamRequest{After: after, Options: pbOpts, Packed: packed, ConsumerName: cfg.name, Types: cfg.types}
+	return req, life.New(ctx), nil
+}
+
+// waitOpened reports whether a StreamFunc opening req waits until the
+// server says the stream is open: for streams from the head (so that no
+// event added after the StreamFunc returns is missed), and for resilient
+// clients (so that an attempt's outcome is known).
+func waitOpened(req *reflexpb.StreamRequest, cfg *clientConfig) bool {
+	return cfg.confirm || req.GetOptions().GetFromHead()
 }
 
 // headerer is what generated client streams have to wait for the
@@ -60,8 +69,13 @@ func WrapStreamPB(wrap func(context.Context, *reflexpb.StreamRequest) (StreamCli
 	if wrap == nil {
 		panic("reflex: WrapStreamPB: nil wrap function")
 	}
+	return wrapStreamPB(wrap, &clientConfig{})
+}
+
+// wrapStreamPB is WrapStreamPB configured by cfg.
+func wrapStreamPB(wrap func(context.Context, *reflexpb.StreamRequest) (StreamClientPB, error), cfg *clientConfig) StreamFunc {
 	return func(ctx context.Context, after string, opts ...StreamOption) (StreamClient, error) {
-		req, l, err := openRPC(ctx, after, opts, false)
+		req, l, err := openRPC(ctx, after, opts, false, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -70,31 +84,50 @@ func WrapStreamPB(wrap func(context.Context, *reflexpb.StreamRequest) (StreamCli
 			_ = l.Close()
 			return nil, fromWire(err)
 		}
-		if h, ok := cl.(headerer); ok && req.GetOptions().GetFromHead() {
-			if _, err := h.Header(); err != nil {
-				_ = l.Close()
-				return nil, fromWire(err)
+		c := &pbClient{life: l, cl: cl, filter: cfg.filter}
+		if h, ok := cl.(headerer); ok && waitOpened(req, cfg) {
+			md, err := h.Header()
+			if err != nil || len(md.Get(headerOpened)) == 0 {
+				// No header: the call failed before the stream opened, or
+				// the server sends none before its first event. Receive
+				// that now.
+				if c.first, err = cl.Recv(); err != nil {
+					_ = l.Close()
+					return nil, fromWire(err)
+				}
 			}
 		}
-		return &pbClient{life: l, cl: cl}, nil
+		return c, nil
 	}
 }
 
 // pbClient is the client of WrapStreamPB.
 type pbClient struct {
-	life *life.Life
-	cl   StreamClientPB
+	life   *life.Life
+	cl     StreamClientPB
+	filter typeFilter      // events to return; nil for all
+	first  *reflexpb.Event // received while opening, not yet returned
 }
 
 func (c *pbClient) Recv() (*Event, error) {
-	if err := c.life.Err(); err != nil {
-		return nil, err
+	for {
+		if err := c.life.Err(); err != nil {
+			return nil, err
+		}
+		pb := c.first
+		if pb != nil {
+			c.first = nil
+		} else {
+			var err error
+			if pb, err = c.cl.Recv(); err != nil {
+				return nil, c.recvError(err)
+			}
+		}
+		e, err := eventFromProto(pb)
+		if err != nil || c.filter.match(e) {
+			return e, err
+		}
 	}
-	pb, err := c.cl.Recv()
-	if err != nil {
-		return nil, c.recvError(err)
-	}
-	return eventFromProto(pb)
 }
 
 // recvError maps an error of the RPC: the client's own context error once
@@ -129,16 +162,25 @@ func WrapStreamBatchPB(
 	if batch == nil {
 		panic("reflex: WrapStreamBatchPB: nil batch function")
 	}
+	return wrapStreamBatchPB(batch, fallback, &clientConfig{})
+}
+
+// wrapStreamBatchPB is WrapStreamBatchPB configured by cfg.
+func wrapStreamBatchPB(
+	batch func(context.Context, *reflexpb.StreamRequest) (StreamBatchClientPB, error),
+	fallback func(context.Context, *reflexpb.StreamRequest) (StreamClientPB, error),
+	cfg *clientConfig,
+) StreamFunc {
 	var single StreamFunc
 	if fallback != nil {
-		single = WrapStreamPB(fallback)
+		single = wrapStreamPB(fallback, cfg)
 	}
 	var unimplemented atomic.Bool
 	return func(ctx context.Context, after string, opts ...StreamOption) (StreamClient, error) {
 		if unimplemented.Load() && single != nil {
 			return single(ctx, after, opts...)
 		}
-		req, l, err := openRPC(ctx, after, opts, true)
+		req, l, err := openRPC(ctx, after, opts, true, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +189,7 @@ func WrapStreamBatchPB(
 			_ = l.Close()
 			return nil, fromWire(err)
 		}
-		c := &batchClient{life: l, cl: cl}
+		c := &batchClient{life: l, cl: cl, filter: cfg.filter}
 		if fallback != nil {
 			c.reopen = func() (StreamClient, error) {
 				unimplemented.Store(true)
@@ -156,7 +198,7 @@ func WrapStreamBatchPB(
 				return single(l.Context(), after, opts...)
 			}
 		}
-		if h, ok := cl.(headerer); ok && req.GetOptions().GetFromHead() {
+		if h, ok := cl.(headerer); ok && waitOpened(req, cfg) {
 			md, err := h.Header()
 			if err != nil || len(md.Get(headerOpened)) == 0 {
 				// No header: the call failed before the stream opened.
@@ -176,6 +218,8 @@ type batchClient struct {
 	life   *life.Life
 	cl     StreamBatchClientPB
 	reopen func() (StreamClient, error) // nil without fallback
+	filter typeFilter                   // events to return; nil for all
+	head   atomic.Pointer[string]       // the head the server last sent
 
 	mu       sync.Mutex // guards single against a concurrent Close
 	single   StreamClient
@@ -225,6 +269,9 @@ func (c *batchClient) fill() error {
 		return fromWire(err)
 	}
 	c.received = true
+	if h := b.GetHead(); h != "" {
+		c.head.Store(&h)
+	}
 	events := make([]Event, len(b.GetEvents()))
 	for i, pb := range b.GetEvents() {
 		if err := eventFromProtoInto(&events[i], pb); err != nil {
@@ -242,8 +289,35 @@ func (c *batchClient) fill() error {
 			events = append(events, more...)
 		}
 	}
+	if c.filter != nil {
+		// A server that does not know the request's types sent them all.
+		kept := events[:0]
+		for i := range events {
+			if c.filter.match(&events[i]) {
+				kept = append(kept, events[i])
+			}
+		}
+		events = kept
+	}
 	c.events, c.next = events, 0
 	return nil
+}
+
+// Head returns the head the server last sent (see HeadReporter): the
+// newest event ID its source reported. It is safe for concurrent use with
+// Recv. Servers whose source does not implement HeadReporter, and servers
+// built before the field, send none.
+func (c *batchClient) Head() (string, bool) {
+	if h := c.head.Load(); h != nil {
+		return *h, true
+	}
+	c.mu.Lock()
+	s := c.single
+	c.mu.Unlock()
+	if hr, ok := s.(HeadReporter); ok {
+		return hr.Head()
+	}
+	return "", false
 }
 
 // decodePacked decodes the events of EventBatch.packed (see wire.Decoder).
@@ -291,25 +365,33 @@ func (c *batchClient) Close() error {
 }
 
 // GRPCStreamFunc returns a StreamFunc over the reflexpb.Reflex service on
-// conn. It uses StreamBatch with packed batches, falling back to Stream
-// for servers that do not implement it (see WrapStreamBatchPB). The
-// returned StreamFunc is safe for concurrent use. GRPCStreamFunc panics if
-// conn is nil.
+// conn, configured by opts (see WithGRPCConsumerName, WithGRPCEventTypes
+// and WithGRPCReconnect; by default none of them). It uses StreamBatch
+// with packed batches, falling back to Stream for servers that do not
+// implement it (see WrapStreamBatchPB). Its clients implement Buffered,
+// io.Closer and HeadReporter. The returned StreamFunc is safe for
+// concurrent use. GRPCStreamFunc panics, with a "reflex:"-prefixed
+// message, if conn or an option is nil, or an option is invalid.
 //
 // Packed batches are encoded and decoded without a message per event, so
 // catching up over gRPC costs little more CPU than reading the source
 // directly. The connection's default flow-control windows suffice: larger
 // ones (grpc.WithInitialWindowSize) did not speed up catch-up on loopback.
-func GRPCStreamFunc(conn grpc.ClientConnInterface) StreamFunc {
+func GRPCStreamFunc(conn grpc.ClientConnInterface, opts ...GRPCOption) StreamFunc {
 	if conn == nil {
 		panic("reflex: GRPCStreamFunc: nil connection")
 	}
+	cfg := newClientConfig(opts)
 	c := reflexpb.NewReflexClient(conn)
-	return WrapStreamBatchPB(
+	stream := wrapStreamBatchPB(
 		func(ctx context.Context, req *reflexpb.StreamRequest) (StreamBatchClientPB, error) {
 			return c.StreamBatch(ctx, req)
 		},
 		func(ctx context.Context, req *reflexpb.StreamRequest) (StreamClientPB, error) {
 			return c.Stream(ctx, req)
-		})
+		}, cfg)
+	if cfg.reconnect != nil {
+		return newReconnecting(stream, *cfg.reconnect)
+	}
+	return stream
 }

@@ -29,6 +29,19 @@ const (
 // stops them all on shutdown. The zero value is not usable; call NewServer
 // or NewServerWithOptions. It is safe for concurrent use.
 //
+// It keeps a live record of each stream it serves: Peers returns them,
+// WithPeerHook observes their start and end, WithPeerIdentity names who
+// reads them, and the reflex_server_peer_* metrics count them per consumer
+// name (the name a client sends with WithGRPCConsumerName; "unknown" for
+// clients that send none, and "other" beyond 100 distinct names in the
+// process, so the series stay bounded whatever clients send; never per
+// address). A client may ask for a set of event types
+// (WithGRPCEventTypes): the Server sends only those.
+//
+// Locks: Server.mu and each stream record's lock are never held together,
+// and no lock of the Server is held while it calls the hook, the identity
+// function or a source's Head method.
+//
 // Each stream call is served by a goroutine that the Server owns (Stop
 // waits for it); a StreamBatch call for a source that does not implement
 // Buffered also has a read-ahead goroutine, which the call waits for
@@ -38,9 +51,11 @@ type Server struct {
 	stopped context.Context // done once Stop is called
 	stop    context.CancelFunc
 
-	mu      sync.Mutex     // orders wg.Add in serve before wg.Wait in Stop; protects streams
-	streams int            // stream calls whose goroutine has not finished serving
-	wg      sync.WaitGroup // the goroutines serving stream calls
+	mu      sync.Mutex             // orders wg.Add in serve before wg.Wait in Stop; protects streams and peers
+	streams int                    // stream calls whose goroutine has not finished serving
+	peers   map[uint64]*peerRecord // the streams being served, by ID (see Peers)
+	lastID  uint64                 // the ID of the last stream accepted
+	wg      sync.WaitGroup         // the goroutines serving stream calls
 
 	buffered atomic.Int64 // event bytes held by the streams (see budget)
 	peak     atomic.Int64 // the most buffered has been, for tests
@@ -49,6 +64,8 @@ type Server struct {
 type serverConfig struct {
 	streamBuffer int
 	maxStreams   int
+	hook         func(PeerSignal)
+	identity     func(context.Context) string
 }
 
 // ServerOption configures a Server made by NewServerWithOptions.
@@ -100,7 +117,7 @@ func NewServerWithOptions(opts ...ServerOption) *Server {
 		panic(fmt.Sprintf("reflex: WithMaxStreams(%d): must be positive", cfg.maxStreams))
 	}
 	ctx, cancel := context.WithCancel(context.Background()) // the server's lifetime
-	return &Server{cfg: cfg, stopped: ctx, stop: cancel}
+	return &Server{cfg: cfg, stopped: ctx, stop: cancel, peers: make(map[uint64]*peerRecord)}
 }
 
 // Stop ends every stream being served with ErrStopped, and makes later
@@ -119,10 +136,18 @@ func (s *Server) Stop() {
 	s.wg.Wait()
 }
 
-// call is the start of Stream and StreamBatch: it refuses the call if s
-// is stopped or the request is invalid (InvalidArgument, wrapping
-// ErrInvalidCursor), then serves body with the request's options.
-func (s *Server) call(parent context.Context, req *reflexpb.StreamRequest, body func(ctx context.Context, opts []StreamOption) error) error {
+// streamCall is what a stream call's body gets: the request's options
+// and filter, and the stream's record.
+type streamCall struct {
+	opts   []StreamOption
+	filter typeFilter
+	rec    *peerRecord
+}
+
+// call is the start of Stream and StreamBatch (method names which): it
+// refuses the call if s is stopped or the request is invalid
+// (InvalidArgument, wrapping ErrInvalidCursor), then serves body.
+func (s *Server) call(parent context.Context, method string, req *reflexpb.StreamRequest, body func(ctx context.Context, c streamCall) error) error {
 	if s.stopped.Err() != nil {
 		return wireError(ErrStopped)
 	}
@@ -130,17 +155,29 @@ func (s *Server) call(parent context.Context, req *reflexpb.StreamRequest, body 
 	if err != nil {
 		return wireError(err)
 	}
-	return s.serve(parent, func(ctx context.Context) error { return body(ctx, opts) })
+	if err := checkConsumerName(req.GetConsumerName()); err != nil {
+		return wireError(err)
+	}
+	filter, err := newTypeFilter(req.GetTypes())
+	if err != nil {
+		return wireError(err)
+	}
+	rec := s.newPeerRecord(parent, method, req)
+	return s.serve(parent, rec, func(ctx context.Context) error {
+		return body(ctx, streamCall{opts: opts, filter: filter, rec: rec})
+	})
 }
 
-// serve runs body, which serves one stream call, in a goroutine, with a
-// context that ends when parent (the call's) ends or s stops. It returns
-// body's error mapped by result, or ErrStopped as soon as s stops: a Send
-// blocked by flow control ends only when the call does, that is when the
-// handler has returned, so the handler must not wait for body. Stop waits
-// for the goroutine. A call beyond the limit of concurrent streams fails
-// with ErrTooManyStreams.
-func (s *Server) serve(parent context.Context, body func(ctx context.Context) error) error {
+// serve runs body, which serves the stream call of rec, in a goroutine,
+// with a context that ends when parent (the call's) ends or s stops. It
+// returns body's error mapped by result, or ErrStopped as soon as s stops:
+// a Send blocked by flow control ends only when the call does, that is
+// when the handler has returned, so the handler must not wait for body.
+// Stop waits for the goroutine. A call beyond the limit of concurrent
+// streams fails with ErrTooManyStreams. The stream is in Peers, and its
+// lifecycle signals are sent, from before the goroutine starts until it
+// ends (see WithPeerHook).
+func (s *Server) serve(parent context.Context, rec *peerRecord, body func(ctx context.Context) error) error {
 	s.mu.Lock()
 	if s.stopped.Err() != nil {
 		s.mu.Unlock()
@@ -152,9 +189,14 @@ func (s *Server) serve(parent context.Context, body func(ctx context.Context) er
 		return wireError(fmt.Errorf("%w: the server serves its limit of %d", ErrTooManyStreams, s.cfg.maxStreams))
 	}
 	s.streams++
+	s.lastID++
+	rec.id = s.lastID
+	s.peers[rec.id] = rec
 	s.wg.Add(1)
 	s.mu.Unlock()
 	metrics.ServerStreams(1)
+	rec.metrics = metrics.OpenPeerStream(rec.name, rec.lag)
+	s.signal(PeerStarted, rec, nil)
 
 	ctx, cancel := context.WithCancel(parent)
 	stop := context.AfterFunc(s.stopped, cancel)
@@ -166,8 +208,11 @@ func (s *Server) serve(parent context.Context, body func(ctx context.Context) er
 		cancel()
 		s.mu.Lock()
 		s.streams--
+		delete(s.peers, rec.id)
 		s.mu.Unlock()
 		metrics.ServerStreams(-1)
+		rec.metrics.Close()
+		s.signal(PeerEnded, rec, s.endError(err))
 		done <- err
 	}()
 	select {
@@ -180,10 +225,16 @@ func (s *Server) serve(parent context.Context, body func(ctx context.Context) er
 
 // result maps the error that ended a stream to what the handler returns.
 func (s *Server) result(err error) error {
+	return wireError(s.endError(err))
+}
+
+// endError is the error that ended a stream: ErrStopped once s is
+// stopped, else err.
+func (s *Server) endError(err error) error {
 	if s.stopped.Err() != nil {
-		return wireError(ErrStopped)
+		return ErrStopped
 	}
-	return wireError(err)
+	return err
 }
 
 // openSource opens sFn for a stream call and returns its client and the
@@ -231,12 +282,13 @@ func encodeError(err error) error {
 // done, or Stop cannot end them. A nil client or event from sFn ends the
 // stream with an error instead of a panic.
 func (s *Server) Stream(sFn StreamFunc, req *reflexpb.StreamRequest, ss StreamServerPB) error {
-	return s.call(ss.Context(), req, func(ctx context.Context, opts []StreamOption) error {
-		cl, closeCl, err := openSource(ctx, sFn, req.GetAfter(), opts)
+	return s.call(ss.Context(), "Stream", req, func(ctx context.Context, c streamCall) error {
+		cl, closeCl, err := openSource(ctx, sFn, req.GetAfter(), c.opts)
 		if err != nil {
 			return err
 		}
 		defer closeCl()
+		c.rec.opened(cl)
 		if err := sendOpened(ss); err != nil {
 			return err
 		}
@@ -245,13 +297,20 @@ func (s *Server) Stream(sFn StreamFunc, req *reflexpb.StreamRequest, ss StreamSe
 			if err != nil {
 				return err
 			}
-			pb, err := eventToProto(e)
+			if !c.filter.match(e) {
+				c.rec.sentBatch(0, 0, e.ID)
+				continue
+			}
+			pb := &reflexpb.Event{}
+			size, err := fillProto(pb, &timestamppb.Timestamp{}, e)
 			if err != nil {
 				return encodeError(err)
 			}
 			if err := ss.Send(pb); err != nil {
+				c.rec.sendFailed()
 				return err
 			}
+			c.rec.sentBatch(1, size, e.ID)
 		}
 	})
 }
@@ -294,17 +353,19 @@ const (
 // ss is: gRPC interceptors and wrappers of ss see EventBatch messages
 // with Packed set and Events empty. Otherwise batches have Events set.
 func (s *Server) StreamBatch(sFn StreamFunc, req *reflexpb.StreamRequest, ss StreamBatchServerPB) error {
-	return s.call(ss.Context(), req, func(ctx context.Context, opts []StreamOption) error {
+	return s.call(ss.Context(), "StreamBatch", req, func(ctx context.Context, c streamCall) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		cl, closeCl, err := openSource(ctx, sFn, req.GetAfter(), opts)
+		cl, closeCl, err := openSource(ctx, sFn, req.GetAfter(), c.opts)
 		if err != nil {
 			return err
 		}
 		defer closeCl()
+		c.rec.opened(cl)
 		bud := &budget{limit: int64(s.cfg.streamBuffer), s: s}
 		defer bud.close()
-		bt := batcher{cl: cl, packed: req.GetPacked(), limit: int64(s.cfg.streamBuffer), bud: bud}
+		bt := batcher{cl: cl, packed: req.GetPacked(), limit: int64(s.cfg.streamBuffer), bud: bud, filter: c.filter}
+		bt.head, _ = cl.(HeadReporter)
 		if b, ok := cl.(Buffered); ok {
 			bt.buf, bt.take = b, true
 		} else {
@@ -326,9 +387,11 @@ func (s *Server) StreamBatch(sFn StreamFunc, req *reflexpb.StreamRequest, ss Str
 				serr := ss.Send(b)
 				bud.release(held)
 				if serr != nil {
+					c.rec.sendFailed()
 					return serr
 				}
 			}
+			c.rec.sentBatch(bt.count, bt.size, bt.last)
 			if err != nil {
 				return err
 			}
@@ -343,9 +406,18 @@ type batcher struct {
 	packed bool  // encode events into EventBatch.Packed
 	limit  int64 // the stream buffer, in event bytes
 	bud    *budget
+	filter typeFilter   // nil: every event
+	head   HeadReporter // the source's, or nil
 	// take is set when cl is the source itself: next accounts for the
 	// events it takes in bud. Otherwise the read-ahead goroutine has.
 	take bool
+
+	// What next put in its last batch: the events, their encoded size,
+	// and the ID of the last event read (sent or filtered out).
+	count, size int
+	last        string
+	// sentHead is the head last put in a batch.
+	sentHead string
 }
 
 // eventBytes is what e counts for in a stream's buffer.
@@ -357,7 +429,10 @@ func eventBytes(e *Event) int64 {
 // maxBatchEvents, maxBatchBytes or the stream buffer, and returns it with
 // the event bytes it holds (to release once it is sent). With packed, the
 // events are encoded by hand into EventBatch.Packed; otherwise Events is
-// set.
+// set. Events the filter refuses are read but left out; next reads at
+// most maxBatchEvents events, so a batch may be nil when all of them were
+// left out. bt.count, bt.size and bt.last describe the batch. The batch
+// carries the source's head if it changed since the last batch.
 //
 // A Recv error, or an event that cannot be encoded (an Internal status),
 // ends the batch early: next returns the events before it (a nil batch if
@@ -369,6 +444,7 @@ func (bt *batcher) next(e *Event) (*reflexpb.EventBatch, int64, error) {
 		b    = &reflexpb.EventBatch{}
 		pbs  []reflexpb.Event
 		tss  []timestamppb.Timestamp
+		i    int   // events in b
 		size int   // encoded
 		held int64 // event bytes
 		err  error
@@ -379,25 +455,28 @@ func (bt *batcher) next(e *Event) (*reflexpb.EventBatch, int64, error) {
 		pbs, tss = make([]reflexpb.Event, n), make([]timestamppb.Timestamp, n)
 		b.Events = make([]*reflexpb.Event, 0, n)
 	}
-	for i := 0; ; i++ {
-		var w wire.Event
-		if w, err = toWire(e); err != nil {
-			err = encodeError(err)
-			if i == 0 {
-				b = nil
+	for read := 1; ; read++ {
+		if bt.filter.match(e) {
+			var w wire.Event
+			if w, err = toWire(e); err != nil {
+				err = encodeError(err)
+				break
 			}
-			break
+			if bt.packed {
+				b.Packed = wire.AppendEvent(b.Packed, &w)
+				size = len(b.Packed)
+			} else {
+				setProto(&pbs[i], &tss[i], &w)
+				b.Events = append(b.Events, &pbs[i])
+				size += 1 + protowire.SizeBytes(wire.Size(&w))
+			}
+			i++
+			held += eventBytes(e)
+		} else if !bt.take {
+			bt.bud.release(eventBytes(e)) // the read-ahead goroutine held it
 		}
-		if bt.packed {
-			b.Packed = wire.AppendEvent(b.Packed, &w)
-			size = len(b.Packed)
-		} else {
-			setProto(&pbs[i], &tss[i], &w)
-			b.Events = append(b.Events, &pbs[i])
-			size += 1 + protowire.SizeBytes(wire.Size(&w))
-		}
-		held += eventBytes(e)
-		if i+1 == n || size >= maxBatchBytes || held >= bt.limit || bt.buf.Buffered() == 0 {
+		bt.last = e.ID
+		if i == n || read == maxBatchEvents || size >= maxBatchBytes || held >= bt.limit || bt.buf.Buffered() == 0 {
 			break
 		}
 		if e, err = bt.cl.Recv(); err != nil {
@@ -406,6 +485,15 @@ func (bt *batcher) next(e *Event) (*reflexpb.EventBatch, int64, error) {
 	}
 	if bt.take {
 		bt.bud.add(held)
+	}
+	bt.count, bt.size = i, size
+	if i == 0 {
+		return nil, held, err
+	}
+	if bt.head != nil && !peerAccountingOff.Load() {
+		if h, ok := bt.head.Head(); ok && h != bt.sentHead {
+			b.Head, bt.sentHead = h, h
+		}
 	}
 	return b, held, err
 }

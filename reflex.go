@@ -137,17 +137,6 @@ type StreamClient interface {
 	Recv() (*Event, error)
 }
 
-// HeadReporter is an optional interface of a StreamClient whose source
-// knows its head: HeadID returns the ID of the newest event of the stream
-// that the client knows of (as an integer; event IDs of such streams are
-// integers), and false if it knows none yet. It does no I/O, may lag the
-// true head by the source's poll interval, and is safe to call from any
-// goroutine while Recv runs. [Run] uses it to export each consumer's lag
-// in events, and a [Server] the lag of each remote consumer.
-type HeadReporter interface {
-	HeadID() (int64, bool)
-}
-
 // StreamFunc opens a stream of the events after the cursor after (exclusive;
 // "" means from the beginning). The returned client lives until ctx is done.
 type StreamFunc func(ctx context.Context, after string, opts ...StreamOption) (StreamClient, error)

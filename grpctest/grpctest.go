@@ -185,6 +185,10 @@ func (c countingBatchServer) Send(b *reflexpb.EventBatch) error {
 // or not.
 func (s *Server) SentCount() float64 { return float64(s.sent.Load()) }
 
+// Peers returns the streams the server is serving (see
+// reflex.Server.Peers).
+func (s *Server) Peers() []reflex.Peer { return s.rs.Peers() }
+
 // Stop ends open streams with reflex.ErrStopped and stops the gRPC server,
 // gracefully for up to 5 seconds. It is idempotent, safe for concurrent
 // use, and returns once the server's goroutine has exited.

@@ -102,3 +102,20 @@ func TestNilTB(t *testing.T) {
 		t.Errorf("second Close = %v", err)
 	}
 }
+
+// TestPeers checks that the server reports its open streams.
+func TestPeers(t *testing.T) {
+	l := reflextest.NewLog()
+	l.Append(reflex.Event{Type: typ(1)})
+	srv, addr := grpctest.NewServer(t, l.Stream, nil)
+	sc, err := grpctest.NewClient(t, addr).StreamEvents(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if p := srv.Peers(); len(p) != 1 || p[0].Method != "StreamBatch" {
+		t.Errorf("Peers = %+v, want one StreamBatch stream", p)
+	}
+}

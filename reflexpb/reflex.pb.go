@@ -32,7 +32,15 @@ type StreamRequest struct {
 	After   string                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
 	// packed asks a StreamBatch server to send events in EventBatch.packed.
 	// Servers may ignore it and use EventBatch.events; Stream ignores it.
-	Packed        bool `protobuf:"varint,4,opt,name=packed,proto3" json:"packed,omitempty"`
+	Packed bool `protobuf:"varint,4,opt,name=packed,proto3" json:"packed,omitempty"`
+	// consumer_name names the consuming client, for the server's records of
+	// its peers and its metrics. Empty for clients that send none. Servers
+	// that do not know the field ignore it.
+	ConsumerName string `protobuf:"bytes,5,opt,name=consumer_name,json=consumerName,proto3" json:"consumer_name,omitempty"`
+	// types asks the server to send only events of these types (empty: all).
+	// Servers that do not know the field send every event, so clients that
+	// set it also filter what they receive.
+	Types         []int32 `protobuf:"varint,6,rep,packed,name=types,proto3" json:"types,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,6 +94,20 @@ func (x *StreamRequest) GetPacked() bool {
 		return x.Packed
 	}
 	return false
+}
+
+func (x *StreamRequest) GetConsumerName() string {
+	if x != nil {
+		return x.ConsumerName
+	}
+	return ""
+}
+
+func (x *StreamRequest) GetTypes() []int32 {
+	if x != nil {
+		return x.Types
+	}
+	return nil
 }
 
 type Event struct {
@@ -180,7 +202,11 @@ type EventBatch struct {
 	// events follow those of events. Servers set it only for requests with
 	// StreamRequest.packed, so that clients can decode events without a
 	// message per event.
-	Packed        []byte `protobuf:"bytes,2,opt,name=packed,proto3" json:"packed,omitempty"`
+	Packed []byte `protobuf:"bytes,2,opt,name=packed,proto3" json:"packed,omitempty"`
+	// head is the ID of the newest event the server's source knows of, set
+	// when it differs from the head last sent on this stream. Clients that
+	// do not know the field ignore it.
+	Head          string `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +253,13 @@ func (x *EventBatch) GetPacked() []byte {
 		return x.Packed
 	}
 	return nil
+}
+
+func (x *EventBatch) GetHead() string {
+	if x != nil {
+		return x.Head
+	}
+	return ""
 }
 
 type StreamOptions struct {
@@ -345,11 +378,13 @@ var File_reflex_proto protoreflect.FileDescriptor
 
 const file_reflex_proto_rawDesc = "" +
 	"\n" +
-	"\freflex.proto\x12\breflexpb\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"v\n" +
+	"\freflex.proto\x12\breflexpb\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb1\x01\n" +
 	"\rStreamRequest\x121\n" +
 	"\aoptions\x18\x02 \x01(\v2\x17.reflexpb.StreamOptionsR\aoptions\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\tR\x05after\x12\x16\n" +
-	"\x06packed\x18\x04 \x01(\bR\x06packedJ\x04\b\x01\x10\x02\"\xc2\x01\n" +
+	"\x06packed\x18\x04 \x01(\bR\x06packed\x12#\n" +
+	"\rconsumer_name\x18\x05 \x01(\tR\fconsumerName\x12\x14\n" +
+	"\x05types\x18\x06 \x03(\x05R\x05typesJ\x04\b\x01\x10\x02\"\xc2\x01\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\x05R\x04type\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1d\n" +
@@ -357,11 +392,12 @@ const file_reflex_proto_rawDesc = "" +
 	"foreign_id\x18\x05 \x01(\tR\tforeignId\x12\x0e\n" +
 	"\x02id\x18\x06 \x01(\tR\x02id\x12\x1a\n" +
 	"\bmetadata\x18\a \x01(\fR\bmetadata\x12\x14\n" +
-	"\x05trace\x18\b \x01(\fR\x05traceJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"M\n" +
+	"\x05trace\x18\b \x01(\fR\x05traceJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"a\n" +
 	"\n" +
 	"EventBatch\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.reflexpb.EventR\x06events\x12\x16\n" +
-	"\x06packed\x18\x02 \x01(\fR\x06packed\"v\n" +
+	"\x06packed\x18\x02 \x01(\fR\x06packed\x12\x12\n" +
+	"\x04head\x18\x03 \x01(\tR\x04head\"v\n" +
 	"\rStreamOptions\x12+\n" +
 	"\x03lag\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12\x1a\n" +
 	"\bfromHead\x18\x02 \x01(\bR\bfromHead\x12\x16\n" +

@@ -17,6 +17,10 @@
 //     contiguous completed events ([GapSequence]).
 //   - [ConsumerShards], [ParallelConsumer], [ParallelSpecs] and
 //     [RunParallel] split one stream between n consumers by hashing.
+//   - [NewRateLimitConsumer] bounds the rate; [NewDedupeConsumer] skips
+//     events already seen, by ID or by a key within a window;
+//     [NewFanInSpec] feeds one consumer from several streams, with one
+//     cursor per source.
 //
 // Specs and running: [NewBootstrapSpec] starts new consumers at the head of
 // the stream; [RunForever] and [RunForeverCtx] run a spec again after every
@@ -64,6 +68,10 @@
 //     goroutine per held lease (renewing it, and running its shard under
 //     [RunForeverCtx]). Owner: the call, which blocks until its context is
 //     done, stops them, waits for them and releases the leases.
+//   - [NewFanInSpec]: the stream client of each run reads each source on
+//     a goroutine of its own, which queues up to 64 events ahead. Owner:
+//     that stream client; its Close (which reflex.Run calls when the run
+//     ends) stops them and waits for them.
 //   - [Parallel] and [ParallelAck] (deprecated): n goroutines running
 //     [RunForever]. Goroutine m ends when getCtx(m) returns a context that
 //     is done; nothing else stops it and nothing waits for it. Use

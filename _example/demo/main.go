@@ -7,12 +7,14 @@
 //
 // Usage:
 //
-//	go run ./_example/demo [-events N] [-rate R] [-dir DIR] [-db mysql://DSN/]
+//	go run ./_example/demo [-events N] [-rate R] [-dir DIR] [-db mysql://DSN/] [-graph dot|mermaid]
 //
 // By default both services keep SQLite files in DIR (default
 // $TMPDIR/reflex-demo); running again resumes from the stored cursor. With
 // -db (or $REFLEX_DEMO_DB) set to mysql://user@tcp(host:port)/ they use the
 // databases reflex_demo_users and reflex_demo_welcome on that server.
+// With -graph, it prints its event network (Graphviz DOT or Mermaid, with
+// the consumer's lag in those databases) and exits.
 package main
 
 import (
@@ -63,9 +65,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		dbURL  = fs.String("db", os.Getenv("REFLEX_DEMO_DB"), "mysql://DSN/ to use MySQL/MariaDB instead of SQLite (default $REFLEX_DEMO_DB)")
 		every  = fs.Duration("progress", 500*time.Millisecond, "progress line interval")
 		prefix = fs.String("prefix", "reflex_demo", "prefix of the database (or SQLite file) names")
+		graph  = fs.String("graph", "", "print the event network as dot or mermaid, with live lag, and exit")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *graph != "" {
+		return printGraph(ctx, *graph, *dir, *dbURL, *prefix, out)
 	}
 	if *rate <= 0 || *events < 0 {
 		return errors.New("-rate must be positive and -events not negative")
