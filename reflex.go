@@ -21,9 +21,14 @@
 // (see [MaxCursorBytes]), and answers the sentinel errors with status codes
 // that its clients turn back into the sentinels: [ErrInvalidCursor] is
 // InvalidArgument (permanent), [ErrTooManyStreams] ResourceExhausted,
-// [ErrStopped] Unavailable and [ErrHeadReached] OutOfRange. Stream clients of this module follow one rule: after Close,
-// Recv returns an error for which errors.Is(err, context.Canceled) is
-// true.
+// [ErrStopped] Unavailable and [ErrHeadReached] OutOfRange. It records its
+// peers ([Server.Peers], [WithPeerHook], [WithPeerIdentity]) and filters by
+// the event types a client asks for ([WithGRPCEventTypes]); clients of
+// [GRPCStreamFunc] can reconnect through a circuit breaker
+// ([WithGRPCReconnect]), starting no goroutine.
+//
+// Stream clients of this module follow one rule: after Close, Recv
+// returns an error for which errors.Is(err, context.Canceled) is true.
 //
 // # Goroutines
 //
