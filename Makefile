@@ -14,7 +14,7 @@ EXAMPLE   = $(shell find _example -name '*.go' -printf './%h\n' 2>/dev/null | so
 
 help:
 	@echo "make lint        gofmt, go vet and staticcheck (pinned, installed into .bin)"
-	@echo "make test        all tests with -race against throw-away MariaDB and PostgreSQL servers (installed with apt-get if missing)"
+	@echo "make test        all tests with -race against throw-away MariaDB and PostgreSQL servers (installed with apt-get if missing, as are graphviz and prometheus)"
 	@echo "make test-short  tests that need no database"
 	@echo "make bench       Go benchmarks and cmd/reflexbench against a throw-away MariaDB (BENCHFLAGS=-quick)"
 	@echo "make generate    regenerate reflexpb with pinned protoc plugins; fails if the committed code differs"
@@ -34,6 +34,7 @@ lint:
 # The gap conformance test (concurrent writers, rollbacks, held IDs) runs
 # twice more: its interleavings differ on every run.
 test:
+	scripts/tools.sh
 	scripts/mariadb.sh run scripts/postgres.sh run sh -c "go test -race -count=1 ./... $(EXAMPLE) && go test -race -count=2 -run '^TestGapConformance$$' ./rsql/"
 
 test-short:
