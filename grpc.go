@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"strings"
 	"unicode/utf8"
 
@@ -219,7 +220,7 @@ func eventFromWire(e *Event, w *wire.Event) error {
 	// Field by field: e is usually in a freshly allocated batch, and a
 	// composite assignment would copy through a temporary.
 	e.ID = w.ID
-	e.Type = eventType(w.Type)
+	e.Type = eventtype.Type(w.Type)
 	e.ForeignID = w.ForeignID
 	e.Timestamp = ts
 	e.MetaData = w.MetaData

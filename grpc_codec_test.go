@@ -2,6 +2,7 @@ package reflex
 
 import (
 	"bytes"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"math"
 	"strconv"
 	"strings"
@@ -20,15 +21,15 @@ import (
 func codecEvents() []Event {
 	ts := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
 	return []Event{
-		{ID: "1", Type: eventType(1), ForeignID: "f", Timestamp: ts},
-		{ID: "", Type: eventType(0), Timestamp: time.Unix(0, 0)},                                   // all zero on the wire
-		{ID: "2", Type: eventType(-7), Timestamp: time.Unix(-1, 5)},                                // negative type and seconds
-		{ID: "3", Type: eventType(math.MaxInt32), Timestamp: time.Unix(0, 999999999)},              // nanos only
-		{ID: "4", Type: eventType(math.MinInt32), Timestamp: time.Time{}},                          // year 1
-		{ID: "5", Type: eventType(2), Timestamp: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, // year 9999
-		{ID: "6", Type: eventType(3), ForeignID: "é€😀", Timestamp: ts, MetaData: []byte{0, 1, 2}, Trace: []byte("trace")},
-		{ID: "7", Type: eventType(4), Timestamp: ts, MetaData: []byte{}, Trace: []byte{}}, // empty, not sent
-		{ID: strings.Repeat("9", 300), Type: eventType(5), ForeignID: strings.Repeat("x", 20000), Timestamp: ts, MetaData: bytes.Repeat([]byte{7}, 70000)},
+		{ID: "1", Type: eventtype.Type(1), ForeignID: "f", Timestamp: ts},
+		{ID: "", Type: eventtype.Type(0), Timestamp: time.Unix(0, 0)},                                   // all zero on the wire
+		{ID: "2", Type: eventtype.Type(-7), Timestamp: time.Unix(-1, 5)},                                // negative type and seconds
+		{ID: "3", Type: eventtype.Type(math.MaxInt32), Timestamp: time.Unix(0, 999999999)},              // nanos only
+		{ID: "4", Type: eventtype.Type(math.MinInt32), Timestamp: time.Time{}},                          // year 1
+		{ID: "5", Type: eventtype.Type(2), Timestamp: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, // year 9999
+		{ID: "6", Type: eventtype.Type(3), ForeignID: "é€😀", Timestamp: ts, MetaData: []byte{0, 1, 2}, Trace: []byte("trace")},
+		{ID: "7", Type: eventtype.Type(4), Timestamp: ts, MetaData: []byte{}, Trace: []byte{}}, // empty, not sent
+		{ID: strings.Repeat("9", 300), Type: eventtype.Type(5), ForeignID: strings.Repeat("x", 20000), Timestamp: ts, MetaData: bytes.Repeat([]byte{7}, 70000)},
 	}
 }
 
@@ -98,10 +99,10 @@ func TestToWireErrors(t *testing.T) {
 	}{
 		{"nil event", nil},
 		{"nil type", &Event{ID: "1"}},
-		{"type beyond int32", &Event{ID: "1", Type: eventType(1 << 40)}},
-		{"invalid UTF-8 ID", &Event{ID: "\xff", Type: eventType(1)}},
-		{"invalid UTF-8 foreign ID", &Event{ID: "1", ForeignID: "a\xc0", Type: eventType(1)}},
-		{"long invalid ID", &Event{ID: strings.Repeat("\xff", 1<<20), Type: eventType(1)}},
+		{"type beyond int32", &Event{ID: "1", Type: eventtype.Type(1 << 40)}},
+		{"invalid UTF-8 ID", &Event{ID: "\xff", Type: eventtype.Type(1)}},
+		{"invalid UTF-8 foreign ID", &Event{ID: "1", ForeignID: "a\xc0", Type: eventtype.Type(1)}},
+		{"long invalid ID", &Event{ID: strings.Repeat("\xff", 1<<20), Type: eventtype.Type(1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := toWire(tc.e)
@@ -200,7 +201,7 @@ func benchBatch() []Event {
 	events := make([]Event, 1024)
 	ts := time.Now()
 	for i := range events {
-		events[i] = Event{ID: strconv.Itoa(1_000_000 + i), ForeignID: strconv.Itoa(i), Type: eventType(i%5 + 1), Timestamp: ts}
+		events[i] = Event{ID: strconv.Itoa(1_000_000 + i), ForeignID: strconv.Itoa(i), Type: eventtype.Type(i%5 + 1), Timestamp: ts}
 	}
 	return events
 }

@@ -1,6 +1,7 @@
 package reflex
 
 import (
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"testing"
 	"time"
 
@@ -47,7 +48,7 @@ func TestEventToProtoErrors(t *testing.T) {
 	if _, err := eventToProto(&Event{ID: "1"}); err == nil {
 		t.Error("nil Type: want error")
 	}
-	if _, err := eventToProto(&Event{ID: "1", Type: eventType(1 << 40)}); err == nil {
+	if _, err := eventToProto(&Event{ID: "1", Type: eventtype.Type(1 << 40)}); err == nil {
 		t.Error("type beyond int32: want error")
 	}
 	if _, err := eventFromProto(nil); err == nil {

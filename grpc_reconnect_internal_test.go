@@ -3,6 +3,7 @@ package reflex
 import (
 	"context"
 	"errors"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"slices"
 	"strconv"
 	"sync"
@@ -35,7 +36,7 @@ type fakePeer struct {
 func newFakePeer(n int) *fakePeer {
 	p := &fakePeer{start: time.Now(), breakAfter: map[int]int{}}
 	for i := range n {
-		p.events = append(p.events, Event{ID: strconv.Itoa(i + 1), Type: eventType(1), Timestamp: p.start})
+		p.events = append(p.events, Event{ID: strconv.Itoa(i + 1), Type: eventtype.Type(1), Timestamp: p.start})
 	}
 	return p
 }

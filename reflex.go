@@ -121,11 +121,6 @@ func IsAnyType(source EventType, targets ...EventType) bool {
 	return false
 }
 
-// eventType is the type of events decoded from the wire.
-type eventType int
-
-func (t eventType) ReflexType() int { return int(t) }
-
 // EventFilter reports whether an event should be processed. It should be
 // cheap and in-memory: it runs for every event a consumer sees.
 type EventFilter func(event *Event) (bool, error)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/seed-e488ba2e/reflex/internal/bounded"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"io"
 	"strings"
 	"time"
@@ -120,7 +121,7 @@ func decodeRecordJSON(b []byte) (*reflex.Event, error) {
 	}
 	return &reflex.Event{
 		ID:        r.ID,
-		Type:      eventType(*r.Type),
+		Type:      eventtype.Type(*r.Type),
 		ForeignID: *r.ForeignID,
 		Timestamp: *r.Timestamp,
 		MetaData:  r.MetaData,
@@ -506,12 +507,12 @@ func (a *arena) decodeBase64(s []byte) ([]byte, bool) {
 
 func (a *arena) eventType(n int) reflex.EventType {
 	if n >= 0 && n < 256 {
-		return eventType(n) // boxing a small integer does not allocate
+		return eventtype.Type(n) // boxing a small integer does not allocate
 	}
 	if t, ok := a.types[n]; ok {
 		return t
 	}
-	t := reflex.EventType(eventType(n))
+	t := reflex.EventType(eventtype.Type(n))
 	if a.block && len(a.types) < arenaTypes {
 		if a.types == nil {
 			a.types = make(map[int]reflex.EventType)
@@ -520,11 +521,6 @@ func (a *arena) eventType(n int) reflex.EventType {
 	}
 	return t
 }
-
-// eventType is the type of decoded archived events.
-type eventType int
-
-func (t eventType) ReflexType() int { return int(t) }
 
 // parseDecimal parses a non-negative decimal int64 without sign or leading
 // zeros: an archived event ID, a StreamArchived cursor, a cursor offset.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/seed-e488ba2e/reflex/internal/bounded"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"io"
 	"slices"
 	"sync"
@@ -469,5 +470,5 @@ func (r *recordReader) next() (*reflex.Event, error) {
 		id = Cursor{Key: r.f.key, Offset: idx}
 		r.rec, r.idx = next, idx+1
 	}
-	return &reflex.Event{ID: id.String(), Type: eventType(0), Timestamp: r.f.modTime, MetaData: rec}, nil
+	return &reflex.Event{ID: id.String(), Type: eventtype.Type(0), Timestamp: r.f.modTime, MetaData: rec}, nil
 }

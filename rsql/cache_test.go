@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"os"
 	"os/exec"
 	"runtime"
@@ -388,7 +389,7 @@ func TestCacheStreamQueries(t *testing.T) {
 		loader := func(ctx context.Context, db *sql.DB, prev int64, lag time.Duration) ([]*reflex.Event, error) {
 			b, err := src.load(ctx, db, prev, lag, 100)
 			for _, e := range b.events {
-				e.Type = eventType(1)
+				e.Type = eventtype.Type(1)
 			}
 			return b.events, err
 		}
@@ -427,7 +428,7 @@ func BenchmarkCacheHit(b *testing.B) {
 func BenchmarkGapDetect(b *testing.B) {
 	evs := make([]*reflex.Event, 1000)
 	for i := range evs {
-		evs[i] = &reflex.Event{ID: strconv.Itoa(i + 1), ForeignID: "f", Type: eventType(1)}
+		evs[i] = &reflex.Event{ID: strconv.Itoa(i + 1), ForeignID: "f", Type: eventtype.Type(1)}
 	}
 	loader := func(context.Context, *sql.DB, int64, time.Duration) ([]*reflex.Event, error) { return evs, nil }
 	tab := NewEventsTable("bench_gaps", WithEventsLoader(loader), WithoutEventsCache())

@@ -3,6 +3,7 @@ package rsql
 import (
 	"errors"
 	"fmt"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
@@ -118,7 +119,7 @@ func TestEventsStatements(t *testing.T) {
 		{q.below(7).String(), "SELECT `id` FROM `db`.`events` WHERE `id` < 7 LIMIT 1"},
 		{q.idsIn(3, 9).String(), "SELECT `id` FROM `db`.`events` WHERE `id` >= 3 AND `id` < 9 ORDER BY `id`"},
 		{q.insertNoops([]int64{4, 5}).String(), "INSERT INTO `db`.`events` (`id`, `foreign_id`, `timestamp`, `type`) VALUES (4, _utf8mb4 X'30', now(6), 0), (5, _utf8mb4 X'30', now(6), 0)"},
-		{insertText(&q, []EventToInsert{{ForeignID: "a", Type: eventType(2)}, {ForeignID: "b", Type: eventType(3), MetaData: []byte{1}}}, nil).String(),
+		{insertText(&q, []EventToInsert{{ForeignID: "a", Type: eventtype.Type(2)}, {ForeignID: "b", Type: eventtype.Type(3), MetaData: []byte{1}}}, nil).String(),
 			"INSERT INTO `db`.`events` (`foreign_id`, `timestamp`, `type`, `meta`) VALUES (_utf8mb4 X'61', now(6), 2, NULL), (_utf8mb4 X'62', now(6), 3, X'01')"},
 	} {
 		if tc.got != tc.want {
@@ -131,7 +132,7 @@ func TestEventsStatements(t *testing.T) {
 	if want := "SELECT `id`, `foreign_id`, `timestamp`, `type`, `meta`, `trace` FROM `events` WHERE `id` > $1 AND `timestamp` < now() - $2 ORDER BY `id` LIMIT $3"; n.loadLag != want {
 		t.Errorf("numbered load statement\n%s\nwant\n%s", n.loadLag, want)
 	}
-	st := insertText(&n, []EventToInsert{{ForeignID: "a", Type: eventType(1), MetaData: []byte("m")}, {ForeignID: "b", Type: eventType(2)}}, []byte("t"))
+	st := insertText(&n, []EventToInsert{{ForeignID: "a", Type: eventtype.Type(1), MetaData: []byte("m")}, {ForeignID: "b", Type: eventtype.Type(2)}}, []byte("t"))
 	if len(st.args) != 6 || st.args[3] != "b" ||
 		st.String() != "INSERT INTO `events` (`foreign_id`, `timestamp`, `type`, `meta`, `trace`) VALUES ($1, now(6), 1, $2, $3), ($4, now(6), 2, $5, $6)" {
 		t.Errorf("numbered insert: %s %q", st.String(), st.args)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"github.com/seed-e488ba2e/reflex/internal/bounded"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"strconv"
 	"time"
 	"unsafe"
@@ -44,11 +45,6 @@ type batch struct {
 	// watcher's poll), so it may wait without an empty load.
 	headCh <-chan struct{}
 }
-
-// eventType is the type of events loaded from a table.
-type eventType int
-
-func (t eventType) ReflexType() int { return int(t) }
 
 // load runs the whole stack for a stream at prev.
 //
@@ -360,7 +356,7 @@ func (d *decoder) finish() batch {
 		e.ForeignID = s[r.idEnd:r.fidEnd]
 		start = r.fidEnd
 		e.Timestamp = r.ts
-		e.Type = eventType(r.typ)
+		e.Type = eventtype.Type(r.typ)
 		if r.metaStart >= 0 {
 			e.MetaData = nonNil(d.bin[r.metaStart:r.metaEnd:r.metaEnd])
 		}

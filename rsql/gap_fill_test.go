@@ -2,6 +2,7 @@ package rsql
 
 import (
 	"context"
+	"github.com/seed-e488ba2e/reflex/internal/eventtype"
 	"slices"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestInsertNoopsDuplicate(t *testing.T) {
 	if _, err := db.Exec(EventsSchema(MySQL, "fill_events")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tab.Insert(t.Context(), db, "real", eventType(1)); err != nil { // ID 1
+	if _, err := tab.Insert(t.Context(), db, "real", eventtype.Type(1)); err != nil { // ID 1
 		t.Fatal(err)
 	}
 	before := gaugeOrCounter(tab.m.GapFilled)
