@@ -1,7 +1,7 @@
 // Package compat holds no code: its tests use this module's exported API
-// exactly as code written against github.com/luno/reflex uses it (the
-// reference's type names, option function types and signatures, assigned
-// to variables of the reference's types), so that the build of its tests
+// exactly as code written against github.com/luno/reflex uses it (luno/reflex's
+// type names, option function types and signatures, assigned to variables
+// of luno/reflex's types), so that the build of its tests
 // fails if a name or signature a switching user relies on changes.
 //
 // Each file covers one package: reflex_test.go the root package (and
