@@ -87,7 +87,8 @@ case "$cmd" in
   up)
     ensure_installed
     dir=${REFLEX_PG_DIR:-/tmp/reflex-postgres}
-    if [ -f "$dir/port" ] && [ -f "$dir/data/postmaster.pid" ]; then
+    if [ -f "$dir/port" ] && [ -f "$dir/data/postmaster.pid" ] &&
+      as_owner "'$(bindir)/pg_ctl' -D '$dir/data' status >/dev/null 2>&1"; then
       port=$(cat "$dir/port")
     else
       rm -rf "$dir"; port=$(start "$dir")
