@@ -50,6 +50,8 @@ type EventsTable struct {
 	cache   *rcache // nil when disabled
 	gaps    *gapHub
 	open    *gapTracker
+	channel string  // the NOTIFY channel of the table (PostgreSQL)
+	pg      pgState // used by the PostgreSQL dialect only
 }
 
 // NewEventsTable returns the events table called name (optionally
@@ -128,6 +130,7 @@ func (t *EventsTable) build() {
 	}
 	t.gaps = newGapHub(t.m)
 	t.open = newGapTracker()
+	t.channel = pgChannel(t.name)
 }
 
 // newNotifier returns the notifier the options chose.
@@ -177,6 +180,7 @@ func (t *EventsTable) Clone(opts ...EventsOption) *EventsTable {
 func (t *EventsTable) Close() error {
 	_ = t.gaps.stop(context.Background()) // waits: never returns an error
 	t.stmts.close()
+	t.pg.releaseHubs()
 	return nil
 }
 
@@ -205,7 +209,7 @@ func (t *EventsTable) Head(ctx context.Context, dbc DBC) (int64, error) {
 	}
 	var h sql.NullInt64
 	if err := dbc.QueryRowContext(ctx, t.q.head).Scan(&h); err != nil {
-		return 0, fmt.Errorf("rsql: head of events table %s: %w", t.name, err)
+		return 0, fmt.Errorf("rsql: head of events table %s: %w", t.name, checkEngine(t.d, err))
 	}
 	return h.Int64, nil
 }

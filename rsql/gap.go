@@ -216,7 +216,7 @@ const (
 // being written. It gives up on the first error, or when ctx is done.
 func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
 	for lo := g.Prev + 1; lo < g.Next; lo += fillChunk {
-		if err := t.fillRange(ctx, db, lo, min(lo+fillChunk, g.Next)); err != nil {
+		if err := t.d.fillRange(ctx, t, db, lo, min(lo+fillChunk, g.Next)); err != nil {
 			return
 		}
 	}
@@ -225,9 +225,17 @@ func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
 }
 
 // gapConfirm is how long the filler waits before it fills an absent ID
-// right after an uncommitted one, checking again that it is still absent
-// (see fillRange).
+// right after an uncommitted one (MySQL), or any absent ID (PostgreSQL),
+// checking again that it is still absent.
 const gapConfirm = 50 * time.Millisecond
+
+// confirmPause returns gapConfirm, or its replacement in tests.
+func confirmPause() time.Duration {
+	if d := testGapConfirm.Load(); d != 0 {
+		return time.Duration(d)
+	}
+	return gapConfirm
+}
 
 // testGapConfirm, if not zero, replaces gapConfirm in tests.
 var testGapConfirm atomic.Int64
@@ -235,7 +243,10 @@ var testGapConfirm atomic.Int64
 // testHookFillCheck, if set, is called after each check of fillRange.
 var testHookFillCheck atomic.Pointer[func()]
 
-// fillRange fills the IDs in [lo, hi). A multi-row INSERT (InsertMany)
+// fillRangeUncommitted fills the IDs in [lo, hi) of a MySQL or SQLite
+// table, telling IDs being written from absent ones with a READ
+// UNCOMMITTED query (SQLite, which serialises writers, has none: every
+// absent ID is filled at once). A multi-row INSERT (InsertMany)
 // allocates all its IDs before it writes its rows one by one, so an ID
 // whose predecessor is written but uncommitted may be about to be written
 // by the same statement: such an ID (and any absent ID right after it) is
@@ -243,7 +254,7 @@ var testHookFillCheck atomic.Pointer[func()]
 // finds it absent. Filling it at once could fail the writer's transaction
 // with a duplicate key. Other absent IDs (rolled back, never used) are
 // filled at once.
-func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) error {
+func (t *EventsTable) fillRangeUncommitted(ctx context.Context, db *sql.DB, lo, hi int64) error {
 	var (
 		timer   wait.Timer
 		suspect map[int64]bool // IDs held back at the previous check
@@ -291,10 +302,7 @@ func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) e
 		// Recheck only the IDs still open.
 		pause := gapRecheck
 		if len(unsure) > 0 {
-			pause = gapConfirm
-			if d := testGapConfirm.Load(); d != 0 {
-				pause = time.Duration(d)
-			}
+			pause = confirmPause()
 		}
 		lo, hi = math.MaxInt64, math.MinInt64
 		for _, ids := range [][]int64{pending, unsure} {
