@@ -82,7 +82,7 @@ const (
 // pgConnInfo is what the hub needs of a connection of the caller's pool:
 // the database's identity and the configuration to connect with.
 type pgConnInfo struct {
-	key string          // host, port, database and user
+	key string         // host, port, database and user
 	cfg *pgconn.Config // a copy, never modified
 }
 
