@@ -325,16 +325,21 @@ func (pgDialect) fillRange(ctx context.Context, t *EventsTable, db *sql.DB, lo, 
 		if !pgLockWait(err) {
 			return err
 		}
-		// An ID is being written: wait for the first absent one, whose
-		// writer may be that one (the wait returns when it ends).
-		lo = absent[0]
-		n, err = t.pgFill(ctx, db, absent[:1], pgFillWait)
-		switch {
-		case err == nil:
-			t.m.GapFilled.Add(float64(n))
-			lo++
-		case !pgLockWait(err):
-			return err
+		// An ID is being written: fill the IDs one at a time, in order,
+		// each statement waiting for the writer of its ID, if any, to end
+		// (at most pgFillWait: then read the range again from that ID).
+		lo = hi
+		for _, id := range absent {
+			n, err := t.pgFill(ctx, db, []int64{id}, pgFillWait)
+			if err == nil {
+				t.m.GapFilled.Add(float64(n))
+				continue
+			}
+			if !pgLockWait(err) {
+				return err
+			}
+			lo = id
+			break
 		}
 	}
 	return nil

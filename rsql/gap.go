@@ -213,15 +213,31 @@ const (
 )
 
 // fillGap fills the IDs of g with noops, waiting for those that are
-// being written. It gives up on the first error, or when ctx is done.
+// being written, and the missing IDs after it up to the last committed
+// one among the fillChunk IDs after g.Prev: concurrent writers interleave
+// their IDs, so a rolled-back transaction leaves holes far apart, which
+// are filled in one pass rather than one detected gap at a time. It gives
+// up on the first error, or when ctx is done.
 func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
-	for lo := g.Prev + 1; lo < g.Next; lo += fillChunk {
-		if err := t.d.fillRange(ctx, t, db, lo, min(lo+fillChunk, g.Next)); err != nil {
-			return
+	end := g.Next
+	if top, err := t.maxIDIn(ctx, db, g.Prev+1, g.Prev+1+fillChunk); err == nil {
+		end = max(end, top)
+	}
+	for lo := g.Prev + 1; lo < end; lo += fillChunk {
+		if err := t.d.fillRange(ctx, t, db, lo, min(lo+fillChunk, end)); err != nil {
+			break
 		}
 	}
 	// Streams waiting at the gap reload at once.
 	wakeWatchers(t.q.table)
+}
+
+// maxIDIn returns the largest committed ID in [lo, hi), 0 if none.
+func (t *EventsTable) maxIDIn(ctx context.Context, db *sql.DB, lo, hi int64) (int64, error) {
+	s := t.q.maxIn(lo, hi)
+	var id sql.NullInt64
+	err := db.QueryRowContext(ctx, s.String(), s.args...).Scan(&id)
+	return id.Int64, err
 }
 
 // gapConfirm is how long the filler waits before it fills an absent ID
