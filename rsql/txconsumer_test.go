@@ -39,7 +39,8 @@ func newTxFixture(t testing.TB, ldb leaseDB, n int, copts ...rsql.CursorsOption)
 	f := &txFixture{ldb: ldb, effects: fmt.Sprintf("effects_%d", seq)}
 	evName := fmt.Sprintf("txevents_%d", seq)
 	f.events = rsql.NewEventsTable(evName, rsql.WithEventsDialect(ldb.d))
-	rsqltest.CreateEventsTable(t, ldb.db, evName)
+	t.Cleanup(func() { f.events.Close() })
+	rsqltest.Tables{Dialect: ldb.d}.CreateEventsTable(t, ldb.db, evName)
 	lname, cname := fmt.Sprintf("txleases_%d", seq), fmt.Sprintf("txcursors_%d", seq)
 	for _, ddl := range []string{
 		rsql.LeasesSchema(ldb.d, lname),
@@ -76,7 +77,11 @@ func (f *txFixture) insert(t testing.TB, n int) {
 // effect is a TxFunc that records e in the effects table. A plain INSERT:
 // a second effect of one event fails the transaction.
 func (f *txFixture) effect(ctx context.Context, tx *sql.Tx, e *reflex.Event) error {
-	_, err := tx.ExecContext(ctx, "INSERT INTO "+f.effects+" (event_id, n) VALUES (?, 1)", e.IDInt())
+	ph := "?"
+	if f.ldb.d == rsql.PostgreSQL {
+		ph = "$1"
+	}
+	_, err := tx.ExecContext(ctx, "INSERT INTO "+f.effects+" (event_id, n) VALUES ("+ph+", 1)", e.IDInt())
 	return err
 }
 
