@@ -112,3 +112,10 @@ func newEngineCursorsTable(t testing.TB, e engine, db *sql.DB, opts ...rsql.Curs
 	t.Cleanup(func() { ct.Close() })
 	return ct
 }
+
+// forEngines runs f as a subtest on each server engine.
+func forEngines(t *testing.T, f func(t *testing.T, e engine)) {
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) { f(t, e) })
+	}
+}

@@ -76,9 +76,11 @@ func openStreamCtx(ctx context.Context, t testing.TB, table *rsql.EventsTable, d
 	return cl
 }
 
-func TestGapRollbackIsFilled(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+func TestGapRollbackIsFilled(t *testing.T) { forEngines(t, testGapRollbackIsFilled) }
+
+func testGapRollbackIsFilled(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	if err := rsql.FillGaps(db, table); err != nil {
 		t.Fatalf("FillGaps: %v", err)
 	}
@@ -121,9 +123,11 @@ func TestGapRollbackIsFilled(t *testing.T) {
 	}
 }
 
-func TestGapCommitStreamsInOrder(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db) // no filler: temporary gaps need none
+func TestGapCommitStreamsInOrder(t *testing.T) { forEngines(t, testGapCommitStreamsInOrder) }
+
+func testGapCommitStreamsInOrder(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db) // no filler: temporary gaps need none
 	insertN(t, db, table, 1, 1)
 	tx, _ := openTx(t, db, table, "2")
 	insertN(t, db, table, 3, 1)
@@ -142,9 +146,11 @@ func TestGapCommitStreamsInOrder(t *testing.T) {
 	}
 }
 
-func TestGapBlocksWithoutFiller(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+func TestGapBlocksWithoutFiller(t *testing.T) { forEngines(t, testGapBlocksWithoutFiller) }
+
+func testGapBlocksWithoutFiller(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	insertN(t, db, table, 1, 1)
 	tx, _ := openTx(t, db, table, "2")
 	if err := tx.Rollback(); err != nil {
@@ -163,9 +169,11 @@ func TestGapBlocksWithoutFiller(t *testing.T) {
 	}
 }
 
-func TestGapDoubleRollback(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+func TestGapDoubleRollback(t *testing.T) { forEngines(t, testGapDoubleRollback) }
+
+func testGapDoubleRollback(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	if err := rsql.FillGaps(db, table); err != nil {
 		t.Fatal(err)
 	}
@@ -186,9 +194,11 @@ func TestGapDoubleRollback(t *testing.T) {
 
 // TestGapFirstEventInFlight checks that a stream from the beginning does
 // not start after an ID that is still being written.
-func TestGapFirstEventInFlight(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+func TestGapFirstEventInFlight(t *testing.T) { forEngines(t, testGapFirstEventInFlight) }
+
+func testGapFirstEventInFlight(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	tx, id := openTx(t, db, table, "1")
 	insertN(t, db, table, 2, 1)
 	if id != 1 {
@@ -205,8 +215,12 @@ func TestGapFirstEventInFlight(t *testing.T) {
 	}
 
 	// A table whose IDs start high streams from its first ID.
-	high := newTable(t, db)
-	if _, err := db.Exec("ALTER TABLE " + high.Name() + " AUTO_INCREMENT = 100"); err != nil {
+	high := newEngineTable(t, e, db)
+	restart := "ALTER TABLE " + high.Name() + " AUTO_INCREMENT = 100"
+	if e.d == rsql.PostgreSQL {
+		restart = "ALTER TABLE " + high.Name() + " ALTER COLUMN id RESTART WITH 100"
+	}
+	if _, err := db.Exec(restart); err != nil {
 		t.Fatal(err)
 	}
 	insertN(t, db, high, 1, 2)
@@ -215,9 +229,11 @@ func TestGapFirstEventInFlight(t *testing.T) {
 	}
 }
 
-func TestGapRandomTransactions(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+func TestGapRandomTransactions(t *testing.T) { forEngines(t, testGapRandomTransactions) }
+
+func testGapRandomTransactions(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	if err := rsql.FillGaps(db, table); err != nil {
 		t.Fatal(err)
 	}
@@ -265,9 +281,11 @@ func TestGapRandomTransactions(t *testing.T) {
 	}
 }
 
-func TestGapTwoReadersNoDeadlock(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+func TestGapTwoReadersNoDeadlock(t *testing.T) { forEngines(t, testGapTwoReadersNoDeadlock) }
+
+func testGapTwoReadersNoDeadlock(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	if err := rsql.FillGaps(db, table); err != nil {
 		t.Fatal(err)
 	}
