@@ -438,12 +438,13 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 			continue
 		}
 		err := conn.WaitForNotification(wctx)
+		interrupted := wctx.Err() != nil
 		h.endWait()
 		cancel()
 		switch {
 		case err == nil, ctx.Err() != nil:
 			// A notification (delivered by onNotification), or the end.
-		case wctx.Err() != nil:
+		case interrupted:
 			// New work, or the idle deadline: look again. pgconn keeps
 			// the connection usable after a cancelled wait.
 		default:
