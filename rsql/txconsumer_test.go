@@ -317,10 +317,12 @@ func TestNewTxConsumerPanics(t *testing.T) {
 // TestTxConsumerIdleTimeout: the server rolls back a transaction that a
 // stalled consumer left idle, releasing its row locks, so that another
 // writer of those rows (the member that took the lease over) goes on.
-func TestTxConsumerIdleTimeout(t *testing.T) {
-	db := dbtest.Open(t)
+func TestTxConsumerIdleTimeout(t *testing.T) { forEngines(t, txConsumerIdleTimeout) }
+
+func txConsumerIdleTimeout(t *testing.T, e engine) {
+	db := e.openDB(t)
 	ctx := t.Context()
-	f := newTxFixture(t, leaseDB{"MariaDB", db, rsql.MySQL}, 5)
+	f := newTxFixture(t, leaseDB{e.name, db, e.d}, 5)
 	stalled := make(chan struct{})
 	stream := f.events.ToStream(db)
 	// The consumer stalls (as a paused process would) after the fifth
@@ -346,7 +348,11 @@ func TestTxConsumerIdleTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = 20"); err != nil {
+	lockTimeout := "SET SESSION innodb_lock_wait_timeout = 20"
+	if e.d == rsql.PostgreSQL {
+		lockTimeout = "SET lock_timeout = '20s'"
+	}
+	if _, err := conn.ExecContext(ctx, lockTimeout); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
