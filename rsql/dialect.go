@@ -34,12 +34,14 @@ var (
 	// back transactions and deleted rows.
 	SQLite = Dialect{sqliteDialect{}}
 
-	// PostgreSQL is the dialect of PostgreSQL 15 and later through
-	// github.com/jackc/pgx/v5/stdlib (driver name "pgx"; rsql links it).
-	// Its identity IDs are taken when a row is inserted, not when it
-	// commits, so event IDs commit out of order: see the package
-	// documentation for how streams and FillGaps never skip one, and for
-	// the LISTEN/NOTIFY wake-ups of streams in other processes.
+	// PostgreSQL is the dialect of PostgreSQL 15 and later through pgx's
+	// database/sql driver (driver name "pgx"): rsql does not register the
+	// driver; the program imports github.com/jackc/pgx/v5/stdlib. Its
+	// identity IDs are taken when a row is inserted, not when it commits,
+	// so event IDs commit out of order: see the package documentation for
+	// how streams and FillGaps never skip one, and for the LISTEN/NOTIFY
+	// wake-ups of streams in other processes. Schema files are under
+	// schema/postgres.
 	PostgreSQL = Dialect{pgDialect{}}
 )
 

@@ -22,8 +22,9 @@ import (
 // Create it with NewEventsTable, once per table, and share it: its
 // read-through cache, prepared statements and gap listeners belong to the
 // instance. Close it when done if it started a goroutine (ListenGaps,
-// FillGaps, or Clone of a table whose gaps FillGaps fills); Close is
-// always safe. An EventsTable is safe for concurrent use.
+// FillGaps, or Clone of a table whose gaps FillGaps fills; on PostgreSQL,
+// a NotifyFunc call or a waiting stream); Close is always safe. An
+// EventsTable is safe for concurrent use.
 type EventsTable struct {
 	// StreamOptions are the defaults of every stream of the table,
 	// overridden by the options of each ToStream and Stream call. They
@@ -170,7 +171,11 @@ func (t *EventsTable) Clone(opts ...EventsOption) *EventsTable {
 // Close stops the goroutine the table started to serve its gap listeners
 // (ListenGaps, FillGaps, Clone of a filled table), aborting a gap filler
 // that waits for a transaction, waits for it to exit, and closes the
-// table's prepared statements. A listener that blocks delays Close.
+// table's prepared statements. On PostgreSQL it also releases the notify
+// connections that the table's inserts and streams used, stopping each
+// that no other table uses (after it sent the NOTIFYs asked for, within a
+// second) and waiting for it; streams of the table still running fall
+// back to polling. A listener that blocks delays Close.
 //
 // Close does not end the table's streams (close each client) and does not
 // stop inserts: after it, inserts work as before, streams load without

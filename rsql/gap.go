@@ -70,13 +70,15 @@ func (t *EventsTable) StopGapListener(ctx context.Context) error {
 
 // FillGaps makes dbc fill the gaps in the IDs of the table's events, so
 // that streams can pass IDs burnt by rolled-back transactions. For each
-// missing ID of a detected gap it checks, with a read-uncommitted query,
-// whether a transaction is still writing it: if so it waits for the
-// commit (rechecking every 100 ms); if not it inserts a noop event with
-// that ID (foreign ID "0", type 0), which streams skip unless
-// WithIncludeNoopEvents. A duplicate-key error means the ID was written
-// meanwhile, which is success. On other errors it abandons the gap; it is
-// detected again by the next load.
+// missing ID of a detected gap, and of the gaps after it up to the last
+// committed ID of the next 1000, it checks whether a transaction is still
+// writing it (on MySQL with a read-uncommitted query, on PostgreSQL
+// through the ID's unique index: see the package documentation): if so it
+// waits for the commit (rechecking every 100 ms on MySQL); if not it
+// inserts a noop event with that ID (foreign ID "0", type 0), which
+// streams skip unless WithIncludeNoopEvents. A duplicate-key error means
+// the ID was written meanwhile, which is success. On other errors it
+// abandons the gap; it is detected again by the next load.
 //
 // The filler uses the table's configured ID column. It runs on the
 // table's gap-serving goroutine until StopFillingGaps, StopGapListener or
