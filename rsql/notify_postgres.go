@@ -22,8 +22,12 @@ import (
 // Sending: the NotifyFunc of an insert (called after the commit, outside
 // the caller's transaction) asks the hub to NOTIFY the table's channel
 // (pgChannel). The hub's goroutine sends the NOTIFYs asked for since its
-// last send in one statement, its own transaction: a burst of inserts
-// costs a few NOTIFYs, never one per event. NOTIFY in the caller's
+// last send in one statement, its own transaction, at most one such
+// transaction per millisecond: a burst of inserts costs a few NOTIFYs,
+// never one per event, and the server's cost is bounded whatever the
+// insert rate (a NOTIFY waits at most a millisecond more). The
+// connection commits with synchronous_commit off: a notification is lost
+// in a crash anyway, so its commit need not wait for the WAL flush. NOTIFY in the caller's
 // transaction (or from a trigger, which is the same) is not used by
 // default: PostgreSQL serialises the commits of all transactions that
 // notified on one global lock, so every writer's commit would queue
@@ -77,6 +81,9 @@ const (
 	pgStopFlush = time.Second
 	// pgNotifyApp is the application_name of the notify connection.
 	pgNotifyApp = "reflex-notify"
+	// pgNotifyGap is the least time between two NOTIFY transactions of a
+	// notify connection.
+	pgNotifyGap = time.Millisecond
 )
 
 // pgConnInfo is what the hub needs of a connection of the caller's pool:
@@ -277,12 +284,14 @@ func (h *pgHub) kickLocked() {
 type pgWork struct {
 	listen map[string]bool // channels to listen on
 	sends  []string        // channels to NOTIFY
+	sendAt time.Time       // when pending NOTIFYs may be sent, if not now
 	exit   bool
 }
 
 // takeWork returns the goroutine's work, or exit (then the goroutine is
-// marked stopped: a later start makes a new one).
-func (h *pgHub) takeWork(ctx context.Context) pgWork {
+// marked stopped: a later start makes a new one). Pending NOTIFYs are
+// taken only pgNotifyGap after the last send (lastSend), or when stopping.
+func (h *pgHub) takeWork(ctx context.Context, lastSend time.Time) pgWork {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.dirty = false
@@ -290,11 +299,15 @@ func (h *pgHub) takeWork(ctx context.Context) pgWork {
 	for ch := range h.watchers {
 		w.listen[ch] = true
 	}
-	for ch := range h.pending {
-		w.sends = append(w.sends, ch)
+	if due := lastSend.Add(pgNotifyGap); len(h.pending) > 0 && !h.stopping && time.Now().Before(due) {
+		w.sendAt = due
+	} else {
+		for ch := range h.pending {
+			w.sends = append(w.sends, ch)
+		}
+		clear(h.pending)
 	}
-	clear(h.pending)
-	idle := len(h.watchers) == 0 && len(w.sends) == 0 && time.Since(h.lastUse) >= pgHubIdle
+	idle := len(h.watchers) == 0 && len(h.pending) == 0 && len(w.sends) == 0 && time.Since(h.lastUse) >= pgHubIdle
 	if ctx.Err() != nil || idle || h.stopping && len(w.sends) == 0 {
 		h.running, h.pid, h.channels = false, 0, 0
 		w.exit = true
@@ -319,9 +332,10 @@ func (h *pgHub) setConn(pid uint32, channels int) {
 }
 
 // waitCtx returns the context of the goroutine's next wait for a
-// notification, ended by new work, by the idle deadline when nothing
-// listens, or by ctx; ok is false if work arrived already.
-func (h *pgHub) waitCtx(ctx context.Context) (context.Context, context.CancelFunc, bool) {
+// notification, ended by new work, by sendAt (if not zero), by the idle
+// deadline when nothing listens, or by ctx; ok is false if work arrived
+// already.
+func (h *pgHub) waitCtx(ctx context.Context, sendAt time.Time) (context.Context, context.CancelFunc, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.dirty || h.stopping {
@@ -331,9 +345,12 @@ func (h *pgHub) waitCtx(ctx context.Context) (context.Context, context.CancelFun
 		wctx   context.Context
 		cancel context.CancelFunc
 	)
-	if len(h.watchers) == 0 {
+	switch {
+	case !sendAt.IsZero():
+		wctx, cancel = context.WithDeadline(ctx, sendAt)
+	case len(h.watchers) == 0:
 		wctx, cancel = context.WithDeadline(ctx, h.lastUse.Add(pgHubIdle))
-	} else {
+	default:
 		wctx, cancel = context.WithCancel(ctx)
 	}
 	h.wakeUp = cancel
@@ -358,6 +375,7 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 		listened map[string]bool
 		timer    wait.Timer
 		backoff  = pgReconnectMin
+		lastSend time.Time
 	)
 	defer func() {
 		timer.Stop()
@@ -385,7 +403,7 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 		return true
 	}
 	for {
-		w := h.takeWork(ctx)
+		w := h.takeWork(ctx, lastSend)
 		if w.exit {
 			return
 		}
@@ -427,13 +445,16 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 			}
 			backoff = pgReconnectMin
 			listened = w.listen
+			if len(w.sends) > 0 {
+				lastSend = time.Now()
+			}
 			h.setConn(conn.PID(), len(listened))
 			// Streams read again what committed before LISTEN.
 			for _, ch := range added {
 				h.wake(ch)
 			}
 		}
-		wctx, cancel, ok := h.waitCtx(ctx)
+		wctx, cancel, ok := h.waitCtx(ctx, w.sendAt)
 		if !ok {
 			continue
 		}
@@ -470,6 +491,9 @@ func (h *pgHub) connect(ctx context.Context) (*pgconn.PgConn, error) {
 		cfg.RuntimeParams = make(map[string]string)
 	}
 	cfg.RuntimeParams["application_name"] = pgNotifyApp
+	// A notification does not survive a crash: its commit need not wait
+	// for the WAL to reach the disk.
+	cfg.RuntimeParams["synchronous_commit"] = "off"
 	ctx, cancel := context.WithTimeout(ctx, pgConnectTimeout)
 	defer cancel()
 	return pgconn.ConnectConfig(ctx, cfg)
