@@ -32,13 +32,21 @@ type column struct {
 	// bytes is the most bytes a text or binary column holds; 0: no limit.
 	bytes int
 	// text columns need valid UTF-8; mb3 ones also refuse characters
-	// outside the Basic Multilingual Plane (4 bytes in UTF-8).
-	text, mb3 bool
+	// outside the Basic Multilingual Plane (4 bytes in UTF-8), noNUL ones
+	// (PostgreSQL's) the NUL character.
+	text, mb3, noNUL bool
 	// integer columns hold values in [intMin, intMax].
 	integer        bool
 	intMin, intMax int64
 	// collation is the column's collation ("" if unknown or binary).
 	collation string
+	// seqCache is the number of values a session takes at once from the
+	// column's sequence (PostgreSQL identity and serial columns), 0 if
+	// the column has none.
+	seqCache int64
+	// keys are the names of the unique indexes of the column alone
+	// (PostgreSQL), which name the violated key of a duplicate-key error.
+	keys []string
 }
 
 // checkString returns an error wrapping ErrInvalidValue if s cannot be
@@ -54,6 +62,9 @@ func (c column) checkString(what, s string) error {
 					return fmt.Errorf("%w: %s: character %U is outside the column's character set (utf8mb3)", ErrInvalidValue, what, r)
 				}
 			}
+		}
+		if c.noNUL && strings.IndexByte(s, 0) >= 0 {
+			return fmt.Errorf("%w: %s: the NUL character, which the column's type cannot hold", ErrInvalidValue, what)
 		}
 	}
 	if c.bytes > 0 && len(s) > c.bytes {
@@ -113,7 +124,7 @@ func (c *columns) get(ctx context.Context, dbc DBC) (map[string]column, error) {
 	}
 	cols, err := c.d.columns(ctx, dbc, c.table)
 	if err != nil {
-		return nil, fmt.Errorf("rsql: read the columns of table %s: %w", c.table, err)
+		return nil, fmt.Errorf("rsql: read the columns of table %s: %w", c.table, checkEngine(c.d, err))
 	}
 	if len(cols) == 0 {
 		return nil, fmt.Errorf("%w: table %s not found", ErrSchema, c.table)

@@ -15,15 +15,18 @@ import (
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
-	"github.com/seed-e488ba2e/reflex/internal/dbtest"
 	"github.com/seed-e488ba2e/reflex/internal/testguard"
 	"github.com/seed-e488ba2e/reflex/rsql"
 	"github.com/seed-e488ba2e/reflex/rsql/rsqltest"
 )
 
 // crashChildEnv, when set to a DSN, makes TestCursorsCrash run as the
-// consumer process of the crash test instead of as the test.
-const crashChildEnv = "RSQL_CURSORS_CRASH_CHILD_DSN"
+// consumer process of the crash test instead of as the test;
+// crashEngineEnv names its engine.
+const (
+	crashChildEnv  = "RSQL_CURSORS_CRASH_CHILD_DSN"
+	crashEngineEnv = "RSQL_CURSORS_CRASH_CHILD_ENGINE"
+)
 
 const (
 	crashKills    = 12                     // SIGKILLs of the consumer (issue: at least 10)
@@ -42,17 +45,25 @@ func (c crashType) ReflexType() int { return int(c) }
 // consumes in a `consumed` table before returning nil. After each kill
 // the stored cursor must never be beyond the last consumed event, every
 // event up to it must have been consumed, and it must never move back; at
-// the end every event has been consumed at least once.
+// the end every event has been consumed at least once. On MariaDB and
+// PostgreSQL.
 func TestCursorsCrash(t *testing.T) {
 	if dsn := os.Getenv(crashChildEnv); dsn != "" {
-		crashChild(dsn) // never returns
+		crashChild(engineByName(os.Getenv(crashEngineEnv)), dsn) // never returns
 	}
 	if testing.Short() {
 		t.Skip("skipping the crash test (it takes about 10 s) in -short mode")
 	}
-	db, dsn := dbtest.OpenDSN(t)
-	rsqltest.CreateEventsTable(t, db, "events")
-	rsqltest.CreateCursorsTable(t, db, "cursors")
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) { cursorsCrash(t, e) })
+	}
+}
+
+func cursorsCrash(t *testing.T, e engine) {
+	db, dsn := e.open(t)
+	tables := rsqltest.Tables{Dialect: e.d}
+	tables.CreateEventsTable(t, db, "events")
+	tables.CreateCursorsTable(t, db, "cursors")
 	if _, err := db.ExecContext(t.Context(), "CREATE TABLE consumed (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +73,8 @@ func TestCursorsCrash(t *testing.T) {
 	var producer sync.WaitGroup
 	var prodErr error
 	producer.Go(func() {
-		events := rsql.NewEventsTable("events")
+		events := rsql.NewEventsTable("events", rsql.WithEventsDialect(e.d))
+		defer events.Close()
 		tick := time.NewTicker(2 * time.Millisecond)
 		defer tick.Stop()
 		for i := 1; ; i++ {
@@ -85,7 +97,7 @@ func TestCursorsCrash(t *testing.T) {
 
 	var prevCursor int64
 	for kill := range crashKills {
-		child := startCrashChild(t, dsn)
+		child := startCrashChild(t, e, dsn)
 		delay := crashMinDelay + rand.N(crashMaxDelay-crashMinDelay)
 		select {
 		case <-time.After(delay):
@@ -93,7 +105,7 @@ func TestCursorsCrash(t *testing.T) {
 			t.Fatalf("consumer %d exited early: %v\n%s", kill, child.err, child.out.String())
 		}
 		child.kill(t)
-		cursor := checkCrashInvariants(t, db, kill)
+		cursor := checkCrashInvariants(t, e, db, kill)
 		if cursor < prevCursor {
 			t.Fatalf("after kill %d the stored cursor moved back from %d to %d", kill, prevCursor, cursor)
 		}
@@ -110,7 +122,7 @@ func TestCursorsCrash(t *testing.T) {
 	if err := db.QueryRowContext(t.Context(), "SELECT MAX(id) FROM events").Scan(&head); err != nil {
 		t.Fatal(err)
 	}
-	child := startCrashChild(t, dsn)
+	child := startCrashChild(t, e, dsn)
 	// Bounded by progress, not by the clock: fail only when the count of
 	// unconsumed events stops falling.
 	err := testguard.Poll(time.Minute, 10*time.Millisecond, "the last consumer's catch-up", func() (int64, bool, error) {
@@ -122,7 +134,7 @@ func TestCursorsCrash(t *testing.T) {
 		t.Fatalf("of %d events, not all consumed after the last restart: %v\n%s", head, err, child.out.String())
 	}
 	child.kill(t)
-	checkCrashInvariants(t, db, crashKills)
+	checkCrashInvariants(t, e, db, crashKills)
 
 	var dups, replays int
 	if err := db.QueryRowContext(t.Context(), "SELECT COUNT(*), COALESCE(SUM(n - 1), 0) FROM consumed WHERE n > 1").Scan(&dups, &replays); err != nil {
@@ -137,10 +149,10 @@ func TestCursorsCrash(t *testing.T) {
 
 // checkCrashInvariants checks the stored cursor against the consumed
 // events and returns it.
-func checkCrashInvariants(t *testing.T, db *sql.DB, kill int) int64 {
+func checkCrashInvariants(t *testing.T, e engine, db *sql.DB, kill int) int64 {
 	t.Helper()
 	ctx := t.Context()
-	s, err := rsql.NewCursorsTable("cursors").GetCursor(ctx, db, crashConsumer)
+	s, err := rsql.NewCursorsTable("cursors", rsql.WithCursorsDialect(e.d)).GetCursor(ctx, db, crashConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +171,7 @@ func checkCrashInvariants(t *testing.T, db *sql.DB, kill int) int64 {
 	}
 	var missing int
 	var first sql.NullInt64
-	err = db.QueryRowContext(ctx, "SELECT COUNT(*), MIN(e.id) FROM events e LEFT JOIN consumed c ON c.id = e.id WHERE e.id <= ? AND c.id IS NULL", cursor).
+	err = db.QueryRowContext(ctx, e.q("SELECT COUNT(*), MIN(e.id) FROM events e LEFT JOIN consumed c ON c.id = e.id WHERE e.id <= ? AND c.id IS NULL"), cursor).
 		Scan(&missing, &first)
 	if err != nil {
 		t.Fatal(err)
@@ -180,10 +192,10 @@ type crashProc struct {
 }
 
 // startCrashChild re-executes the test binary as a consumer process.
-func startCrashChild(t *testing.T, dsn string) *crashProc {
+func startCrashChild(t *testing.T, e engine, dsn string) *crashProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCursorsCrash$", "-test.count=1", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dsn)
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dsn, crashEngineEnv+"="+e.name)
 	p := &crashProc{cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	stdin, err := cmd.StdinPipe() // the child exits when the parent goes away
@@ -235,20 +247,24 @@ func (s *syncBuffer) String() string {
 // crashChild is the consumer process: it runs the consumer forever,
 // recording each event before acknowledging it, with a cursors table that
 // flushes every 20 ms, until it is killed (or its parent goes away).
-func crashChild(dsn string) {
+func crashChild(e engine, dsn string) {
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		os.Exit(3) // the parent closed stdin or died
 	}()
-	db, err := sql.Open("mysql", dsn)
+	db, err := sql.Open(e.driver, dsn)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		os.Exit(2)
 	}
-	events := rsql.NewEventsTable("events", rsql.WithEventsBackoff(10*time.Millisecond))
-	cursors := rsql.NewCursorsTable("cursors", rsql.WithCursorAsyncPeriod(20*time.Millisecond))
-	consumer := reflex.NewConsumer(crashConsumer, func(ctx context.Context, e *reflex.Event) error {
-		_, err := db.ExecContext(ctx, "INSERT INTO consumed (id, n) VALUES (?, 1) ON DUPLICATE KEY UPDATE n = n + 1", e.IDInt())
+	events := rsql.NewEventsTable("events", rsql.WithEventsDialect(e.d), rsql.WithEventsBackoff(10*time.Millisecond))
+	cursors := rsql.NewCursorsTable("cursors", rsql.WithCursorsDialect(e.d), rsql.WithCursorAsyncPeriod(20*time.Millisecond))
+	upsert := "INSERT INTO consumed (id, n) VALUES (?, 1) ON DUPLICATE KEY UPDATE n = n + 1"
+	if e.d == rsql.PostgreSQL {
+		upsert = "INSERT INTO consumed (id, n) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET n = consumed.n + 1"
+	}
+	consumer := reflex.NewConsumer(crashConsumer, func(ctx context.Context, ev *reflex.Event) error {
+		_, err := db.ExecContext(ctx, upsert, ev.IDInt())
 		return err
 	})
 	spec := reflex.NewSpec(events.ToStream(db), cursors.ToStore(db), consumer)

@@ -19,13 +19,13 @@ type cursorsDialect interface {
 	// (whatever the column's collation).
 	cursorCmp(s *sqlStmt, col, op string, numeric bool, rhs func())
 	// onCursorConflict writes the clause that ends an INSERT of cursor
-	// rows (see insertCursors) and says what to do with a row whose
-	// consumer exists: if update, set its cursor and time from the
+	// rows into table (see insertCursors) and says what to do with a row
+	// whose consumer exists: if update, set its cursor and time from the
 	// inserted row only if its stored cursor is strictly less (never
 	// moving a cursor back); else leave it as it is. Either way the
 	// statement does not fail on a duplicate consumer, and its affected
 	// rows count the inserted rows (plus changed ones if update).
-	onCursorConflict(s *sqlStmt, idCol, curCol, timeCol string, numeric, update bool)
+	onCursorConflict(s *sqlStmt, table, idCol, curCol, timeCol string, numeric, update bool)
 	// errorInsert writes a statement inserting one consumer-error row with
 	// both times set to now that, on a duplicate (consumer, event id),
 	// does not fail but yields the existing row's id.
@@ -69,7 +69,7 @@ func insertCursors(s *sqlStmt, table, idCol, curCol, timeCol string, rows []curs
 		s.val(r.cursor)
 		s.sql(", ", now, ")")
 	}
-	s.d.onCursorConflict(s, idCol, curCol, timeCol, numeric, update)
+	s.d.onCursorConflict(s, table, idCol, curCol, timeCol, numeric, update)
 }
 
 // errorCols are the quoted names of an errors table and its columns.
@@ -80,6 +80,7 @@ type errorCols struct {
 var (
 	_ cursorsDialect = mysqlDialect{}
 	_ cursorsDialect = sqliteDialect{}
+	_ cursorsDialect = pgDialect{}
 )
 
 func (mysqlDialect) cursorCmp(s *sqlStmt, col, op string, numeric bool, rhs func()) {
@@ -96,7 +97,7 @@ func (mysqlDialect) cursorCmp(s *sqlStmt, col, op string, numeric bool, rhs func
 	s.sql(" AS BINARY)")
 }
 
-func (mysqlDialect) onCursorConflict(s *sqlStmt, idCol, curCol, timeCol string, numeric, update bool) {
+func (mysqlDialect) onCursorConflict(s *sqlStmt, _, idCol, curCol, timeCol string, numeric, update bool) {
 	if !update {
 		// Not INSERT IGNORE, which would also turn a value that does not
 		// fit into a warning.
@@ -184,7 +185,7 @@ func (sqliteDialect) cursorCmp(s *sqlStmt, col, op string, numeric bool, rhs fun
 	rhs()
 }
 
-func (sqliteDialect) onCursorConflict(s *sqlStmt, idCol, curCol, timeCol string, numeric, update bool) {
+func (sqliteDialect) onCursorConflict(s *sqlStmt, _, idCol, curCol, timeCol string, numeric, update bool) {
 	if !update {
 		s.sql(" ON CONFLICT (", idCol, ") DO NOTHING")
 		return

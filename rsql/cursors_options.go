@@ -106,7 +106,8 @@ func WithCursorStrings() CursorsOption {
 	return func(c *cursorsConfig) { c.strings = true }
 }
 
-// WithCursorsDialect selects the SQL dialect of the table. Default MySQL.
+// WithCursorsDialect selects the SQL dialect of the table: MySQL (the
+// default), PostgreSQL or SQLite.
 func WithCursorsDialect(d Dialect) CursorsOption {
 	return func(c *cursorsConfig) { c.dialect = d }
 }

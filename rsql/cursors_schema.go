@@ -2,8 +2,9 @@ package rsql
 
 // CursorsSchema returns the DDL (CREATE TABLE IF NOT EXISTS) of a cursors
 // table named table for int cursors in dialect d: columns id (the
-// consumer name, primary key: varbinary(255) in MySQL, text with the
-// binary collation in SQLite, so that names compare byte by byte),
+// consumer name, primary key: varbinary(255) in MySQL, varchar(255)
+// COLLATE "C" in PostgreSQL, text with the binary collation in SQLite, so
+// that names compare byte by byte),
 // last_event_id (bigint) and updated_at. The file
 // schema/<dialect>/cursors.sql holds the same DDL with the default name
 // "cursors", for migration tools. It panics with an "rsql:" message if table

@@ -82,7 +82,6 @@ func curWant(t *testing.T, ct *rsql.CursorsTable, dbc rsql.DBC, name, want strin
 }
 
 func TestCursorsTableConformance(t *testing.T) {
-	db := dbtest.Open(t)
 	modes := []struct {
 		name string
 		opts []rsql.CursorsOption
@@ -92,17 +91,22 @@ func TestCursorsTableConformance(t *testing.T) {
 		{"AsyncBackground", []rsql.CursorsOption{rsql.WithCursorAsyncPeriod(time.Millisecond)}},
 		{"ToStoreClone", nil},
 	}
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			reflextest.TestCursorStore(t, func(t *testing.T) reflex.CursorStore {
-				if m.opts == nil {
-					ct := newCursorsTable(t, db)
-					s := ct.ToStore(db, rsql.WithCursorAsyncPeriod(10*time.Millisecond))
-					t.Cleanup(func() { s.Close() })
-					return s
-				}
-				return newCursorsTable(t, db, m.opts...).ToStore(db)
-			})
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) {
+			db := e.openDB(t)
+			for _, m := range modes {
+				t.Run(m.name, func(t *testing.T) {
+					reflextest.TestCursorStore(t, func(t *testing.T) reflex.CursorStore {
+						if m.opts == nil {
+							ct := newEngineCursorsTable(t, e, db)
+							s := ct.ToStore(db, rsql.WithCursorAsyncPeriod(10*time.Millisecond))
+							t.Cleanup(func() { s.Close() })
+							return s
+						}
+						return newEngineCursorsTable(t, e, db, m.opts...).ToStore(db)
+					})
+				})
+			}
 		})
 	}
 }

@@ -12,7 +12,14 @@ import (
 
 // Dialect selects the SQL engine of a table (see WithEventsDialect). The
 // zero value is MySQL. Dialects are comparable values; use the variables
-// MySQL and SQLite.
+// MySQL, PostgreSQL and SQLite.
+//
+// The dialect is never guessed from the database: a table is often used
+// through a *sql.Tx, whose driver cannot be seen, and one table may serve
+// several databases. Give the dialect option of each table (the only
+// line besides the DSN that differs between engines); a table whose
+// dialect is not its database's fails at its first statement with an
+// error wrapping ErrWrongDialect.
 type Dialect struct{ d dialect }
 
 var (
@@ -26,6 +33,16 @@ var (
 	// SQLite serialises writers, so gaps in event IDs come only from rolled
 	// back transactions and deleted rows.
 	SQLite = Dialect{sqliteDialect{}}
+
+	// PostgreSQL is the dialect of PostgreSQL 15 and later through pgx's
+	// database/sql driver (driver name "pgx"): rsql does not register the
+	// driver; the program imports github.com/jackc/pgx/v5/stdlib. Its
+	// identity IDs are taken when a row is inserted, not when it commits,
+	// so event IDs commit out of order: see the package documentation for
+	// how streams and FillGaps never skip one, and for the LISTEN/NOTIFY
+	// wake-ups of streams in other processes. Schema files are under
+	// schema/postgres.
+	PostgreSQL = Dialect{pgDialect{}}
 )
 
 // impl returns the dialect implementation; the zero Dialect is MySQL.
@@ -36,7 +53,7 @@ func (d Dialect) impl() dialect {
 	return d.d
 }
 
-// String returns the dialect's name: "mysql" or "sqlite".
+// String returns the dialect's name: "mysql", "postgres" or "sqlite".
 func (d Dialect) String() string { return d.impl().name() }
 
 // dialect hides every difference between SQL engines. Callers build
@@ -81,6 +98,7 @@ type dialect interface {
 	// cursors_dialect.go).
 	cursorsDialect
 	leasesDialect // the SQL of leases tables and fenced cursor writes (leases_dialect.go)
+	eventsDialect // how events tables fill gaps and wake other processes (events_dialect.go)
 }
 
 type mysqlDialect struct{}

@@ -1,6 +1,6 @@
 // Package rsql provides reflex event streams, cursor stores and
-// consumer-error stores backed by SQL tables: MySQL/MariaDB (the default)
-// and SQLite (see [SQLite]).
+// consumer-error stores backed by SQL tables: MySQL/MariaDB (the default),
+// PostgreSQL (see [PostgreSQL]) and SQLite (see [SQLite]).
 //
 // An [EventsTable] inserts events in the caller's transaction and streams
 // them as a [reflex.StreamFunc]; a [CursorsTable] is a [reflex.CursorStore];
@@ -13,8 +13,21 @@
 // [EventsSchema], [CursorsSchema] and [ErrorsSchema] return the DDL of
 // each table; the same DDL, with default table names, ships as plain .sql
 // files under schema/<dialect>/ for migration tools. MySQL DSNs must set
-// parseTime=true. Package rsqltest creates the tables in tests (package
-// rsqltest/sqlitetest opens SQLite databases for them).
+// parseTime=true. PostgreSQL databases are opened with pgx's
+// database/sql driver (import github.com/jackc/pgx/v5/stdlib; driver name
+// "pgx"). Package rsqltest creates the tables in tests (packages
+// rsqltest/sqlitetest and rsqltest/pgtest open SQLite and PostgreSQL
+// databases for them).
+//
+// # Dialects
+//
+// Each table takes its dialect from an option (WithEventsDialect,
+// WithCursorsDialect, WithErrorsDialect, WithLeasesDialect; MySQL by
+// default); it is never guessed from the database, since a table is often
+// used through a *sql.Tx, whose driver cannot be seen. A table whose
+// dialect is not its database's fails at its first statement with an
+// error wrapping [ErrWrongDialect]. Switching engines changes the DSN and
+// these options, nothing else.
 //
 // # Values the columns cannot hold
 //
@@ -27,6 +40,10 @@
 // foreign ID outside its column's range: the error wraps [ErrInvalidValue]
 // and names the table, the column and the limit, whatever the session's
 // SQL mode. A table without the configured columns gives [ErrSchema].
+// PostgreSQL refuses a value that does not fit with an error rather than
+// cutting it; rsql reads its catalog too and refuses the same values (and
+// the NUL character, which its text types cannot hold) with
+// ErrInvalidValue before sending them.
 //
 // # Events and gaps
 //
@@ -35,10 +52,50 @@
 // therefore never passes a missing ID: it waits at the gap until the ID
 // is committed or filled. [FillGaps] fills the IDs of rolled-back
 // transactions with noop events (foreign ID "0", type 0) that streams
-// skip, after checking with a read-uncommitted query that no transaction
-// is still writing them. Without a gap filler a rolled-back insert blocks
-// the table's streams for ever. A stream from the beginning also waits
-// while an ID below its first event is being written.
+// skip, after checking that no transaction is still writing them (on
+// MySQL with a read-uncommitted query). Without a gap filler a
+// rolled-back insert blocks the table's streams for ever. A stream from
+// the beginning also waits while an ID below its first event is being
+// written.
+//
+// # Gaps on PostgreSQL
+//
+// A PostgreSQL identity ID is taken from its sequence while the INSERT
+// runs, not at commit, so IDs commit out of order there too, and
+// PostgreSQL has no read-uncommitted level to see a row still being
+// written. Its unique index does see it, and FillGaps relies on that:
+//
+//   - A hole is told from a transaction still open by the ID's unique
+//     index. After it first finds an ID missing below a committed one,
+//     the filler waits 50 ms, reads again, then inserts a noop with each
+//     ID still missing: INSERT ... OVERRIDING SYSTEM VALUE ... ON
+//     CONFLICT (id) DO NOTHING, in its own transaction. An ID whose row a
+//     transaction has written but not committed makes that INSERT wait
+//     for the transaction: if it commits, the INSERT does nothing and the
+//     stream delivers the event; if it rolls back (or the ID was never
+//     used: nextval in a rolled-back transaction), the noop is inserted.
+//     The wait is bounded by lock_timeout in the filler's transaction (1
+//     s), after which it reads again and waits again; a stream waits at
+//     the ID meanwhile.
+//   - The race that remains: a writer that has taken its ID but not
+//     written its row for longer than the 50 ms (the ID's default and the
+//     index entry are one INSERT statement apart; a slow BEFORE trigger or
+//     a paused server process sit between them) while a later ID commits.
+//     The noop takes the ID first and the writer's INSERT fails with a
+//     duplicate key, reported as [ErrIDFilled]: its transaction aborts
+//     with its data change. No event is lost: none is skipped while it
+//     may still commit, and the one that cannot commit was never
+//     delivered; the writer sees the failure and retries.
+//   - The sequence must hand out one value at a time (CACHE 1, the default
+//     and the shipped DDL's): with a cache, each session would write IDs
+//     taken long before, all of which the filler could take. Inserts
+//     refuse an events table whose ID sequence caches more (ErrSchema).
+//   - A stream from the beginning whose first row is not ID 1 waits until
+//     every transaction that held a write lock on the table when it first
+//     looked has ended (from pg_locks): any ID below that could still
+//     commit belongs to one of them.
+//
+// The gap metrics are those of MySQL.
 //
 // # Tailing
 //
@@ -47,7 +104,28 @@
 // queries the table's maximum ID every poll interval, 50 ms by default
 // ([WithEventsBackoff]), and wakes the streams when it reaches the ID one
 // of them needs next. Inserts in the process wake them at once
-// through the [NotifyFunc] they return. The read-through cache of an
+// through the [NotifyFunc] they return.
+//
+// On PostgreSQL, inserts in other processes wake them too, with
+// LISTEN/NOTIFY on a channel per table ("reflex_" and the table's name):
+// the NotifyFunc of an insert, called after the commit, makes the
+// process's notify connection to that database send a NOTIFY, in its own
+// short transaction, debounced (the NOTIFYs asked for while one is sent
+// go together in the next); the head watcher of a table whose stream
+// waits makes the same connection LISTEN, and wakes the streams on every
+// notification from another process. The notify connection is one
+// dedicated connection per database per process (application_name
+// "reflex-notify"), made with the configuration of a connection of the
+// caller's pool, never taken from the pool. When it starts listening,
+// and again after it reconnected (it retries with a backoff of 100 ms to
+// 5 s when the connection fails), it wakes the streams, so that they read
+// what committed while nothing listened; meanwhile the watcher's poll,
+// which runs at its interval regardless, finds new rows. A NOTIFY from a
+// trigger on the events table (schema/postgres/events_notify_trigger.sql)
+// is opt-in only: PostgreSQL serialises the commits of all transactions
+// that notify on one lock, held through the commit, so every writer would
+// wait for the others, and a full notification queue would fail the
+// writers' commits. The read-through cache of an
 // [EventsTable] serves the recent events to all its streams; streams far
 // behind the head bypass it and read large batches ahead of the consumer.
 // The head watchers are the package's only process-wide state, with the
@@ -96,6 +174,20 @@
 //   - The batch goroutine of a [TxConsumer] run, which commits a batch
 //     whose period is up: started by Reset. Owner: the run; it is stopped
 //     and waited for when the run ends, or by Stop.
+//   - The goroutine of a PostgreSQL notify connection, one per database in
+//     the process, which holds the connection, LISTENs for waiting streams,
+//     sends the NOTIFYs of NotifyFuncs and reconnects: started by the first
+//     NotifyFunc call or waiting stream of an [EventsTable] on that
+//     database. Owner: the EventsTables that used it; the [EventsTable.Close]
+//     of the last stops it (after sending the pending NOTIFYs, within a
+//     second) and waits for it. It also closes its connection and exits by
+//     itself after a minute without a waiting stream or a notify (a table
+//     never closed leaves no connection open); the next use starts it
+//     again.
+//   - The goroutine that registers a PostgreSQL head watcher with its
+//     notify connection (it reads a pooled connection's configuration),
+//     started when a stream first waits. Owner: the head watcher; its
+//     last release waits for it.
 //
 // # Locks
 //
@@ -110,5 +202,7 @@
 // which is never held while taking another lock. An [ErrorsTable] has
 // only its catalog locks. A TxConsumer's lifeMu and mu are never held
 // together; its mu is taken before the catalog locks and before a lease's
-// lost callback.
+// lost callback. On PostgreSQL, an EventsTable's lock of its notify
+// connections is taken before the registry of notify connections, before
+// a connection's own lock, which is never held while waking a watcher.
 package rsql

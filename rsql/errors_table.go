@@ -229,9 +229,10 @@ func (t *ErrorsTable) record(ctx context.Context, dbc *sql.DB, consumer, eventID
 }
 
 // IsDuplicateErrorInsertion reports whether err is or wraps a unique-key
-// violation of a supported database (MySQL error 1062, SQLite
-// SQLITE_CONSTRAINT_UNIQUE or _PRIMARYKEY), such as a custom
-// ErrorInserter may return for an already recorded (consumer, event).
+// violation of a supported database (MySQL error 1062, PostgreSQL
+// SQLSTATE 23505, SQLite SQLITE_CONSTRAINT_UNIQUE or _PRIMARYKEY), such as
+// a custom ErrorInserter may return for an already recorded (consumer,
+// event).
 func IsDuplicateErrorInsertion(err error) bool {
-	return mysqlDialect{}.isDuplicateKey(err) || sqliteDialect{}.isDuplicateKey(err)
+	return mysqlDialect{}.isDuplicateKey(err) || pgDialect{}.isDuplicateKey(err) || sqliteDialect{}.isDuplicateKey(err)
 }

@@ -154,7 +154,7 @@ func WithErrorCounter(f func(consumer string)) ErrorsOption {
 }
 
 // WithErrorsDialect selects the SQL dialect of the table, and of the
-// default events table. Default MySQL.
+// default events table: MySQL (the default), PostgreSQL or SQLite.
 func WithErrorsDialect(d Dialect) ErrorsOption {
 	return func(t *ErrorsTable) { t.cfg.dialect = d }
 }

@@ -80,11 +80,17 @@ func errEvents(t *testing.T, db *sql.DB, table string) []errEvent {
 }
 
 func TestErrorsTableRecords(t *testing.T) {
-	db := dbtest.Open(t)
-	rsqltest.CreateErrorsTables(t, db)
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) { errorsTableRecords(t, e) })
+	}
+}
+
+func errorsTableRecords(t *testing.T, e engine) {
+	db := e.openDB(t)
+	rsqltest.Tables{Dialect: e.d}.CreateErrorsTables(t, db)
 	var counted []string
 	var mu sync.Mutex
-	insert := rsql.NewErrorsTable(rsql.WithErrorCounter(func(c string) {
+	insert := rsql.NewErrorsTable(rsql.WithErrorsDialect(e.d), rsql.WithErrorCounter(func(c string) {
 		mu.Lock()
 		defer mu.Unlock()
 		counted = append(counted, c)
@@ -370,9 +376,15 @@ func TestErrorsTableDefaultCounter(t *testing.T) {
 // TestErrorsTableConcurrentDuplicates: concurrent records of the same
 // (consumer, event) all succeed and share one row.
 func TestErrorsTableConcurrentDuplicates(t *testing.T) {
-	db := dbtest.Open(t)
-	rsqltest.CreateErrorsTables(t, db)
-	f := rsql.NewErrorsTable().ToErrorInsertFunc(db)
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) { errorsTableConcurrentDuplicates(t, e) })
+	}
+}
+
+func errorsTableConcurrentDuplicates(t *testing.T, e engine) {
+	db := e.openDB(t)
+	rsqltest.Tables{Dialect: e.d}.CreateErrorsTables(t, db)
+	f := rsql.NewErrorsTable(rsql.WithErrorsDialect(e.d)).ToErrorInsertFunc(db)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
@@ -394,8 +406,14 @@ func TestErrorsTableConcurrentDuplicates(t *testing.T) {
 }
 
 func TestIsDuplicateErrorInsertion(t *testing.T) {
-	db := dbtest.Open(t)
-	rsqltest.CreateErrorsTables(t, db)
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) { isDuplicateErrorInsertion(t, e) })
+	}
+}
+
+func isDuplicateErrorInsertion(t *testing.T, e engine) {
+	db := e.openDB(t)
+	rsqltest.Tables{Dialect: e.d}.CreateErrorsTables(t, db)
 	q := "INSERT INTO consumer_errors (consumer, event_id, error_msg, created_at, updated_at, error_status) VALUES ('c', 1, '', now(), now(), 1)"
 	if _, err := db.ExecContext(t.Context(), q); err != nil {
 		t.Fatal(err)

@@ -22,8 +22,9 @@ import (
 // Create it with NewEventsTable, once per table, and share it: its
 // read-through cache, prepared statements and gap listeners belong to the
 // instance. Close it when done if it started a goroutine (ListenGaps,
-// FillGaps, or Clone of a table whose gaps FillGaps fills); Close is
-// always safe. An EventsTable is safe for concurrent use.
+// FillGaps, or Clone of a table whose gaps FillGaps fills; on PostgreSQL,
+// a NotifyFunc call or a waiting stream); Close is always safe. An
+// EventsTable is safe for concurrent use.
 type EventsTable struct {
 	// StreamOptions are the defaults of every stream of the table,
 	// overridden by the options of each ToStream and Stream call. They
@@ -50,6 +51,8 @@ type EventsTable struct {
 	cache   *rcache // nil when disabled
 	gaps    *gapHub
 	open    *gapTracker
+	channel string  // the NOTIFY channel of the table (PostgreSQL)
+	pg      pgState // used by the PostgreSQL dialect only
 }
 
 // NewEventsTable returns the events table called name (optionally
@@ -128,6 +131,7 @@ func (t *EventsTable) build() {
 	}
 	t.gaps = newGapHub(t.m)
 	t.open = newGapTracker()
+	t.channel = pgChannel(t.name)
 }
 
 // newNotifier returns the notifier the options chose.
@@ -167,7 +171,11 @@ func (t *EventsTable) Clone(opts ...EventsOption) *EventsTable {
 // Close stops the goroutine the table started to serve its gap listeners
 // (ListenGaps, FillGaps, Clone of a filled table), aborting a gap filler
 // that waits for a transaction, waits for it to exit, and closes the
-// table's prepared statements. A listener that blocks delays Close.
+// table's prepared statements. On PostgreSQL it also releases the notify
+// connections that the table's inserts and streams used, stopping each
+// that no other table uses (after it sent the NOTIFYs asked for, within a
+// second) and waiting for it; streams of the table still running fall
+// back to polling. A listener that blocks delays Close.
 //
 // Close does not end the table's streams (close each client) and does not
 // stop inserts: after it, inserts work as before, streams load without
@@ -177,6 +185,7 @@ func (t *EventsTable) Clone(opts ...EventsOption) *EventsTable {
 func (t *EventsTable) Close() error {
 	_ = t.gaps.stop(context.Background()) // waits: never returns an error
 	t.stmts.close()
+	t.pg.releaseHubs()
 	return nil
 }
 
@@ -205,7 +214,7 @@ func (t *EventsTable) Head(ctx context.Context, dbc DBC) (int64, error) {
 	}
 	var h sql.NullInt64
 	if err := dbc.QueryRowContext(ctx, t.q.head).Scan(&h); err != nil {
-		return 0, fmt.Errorf("rsql: head of events table %s: %w", t.name, err)
+		return 0, fmt.Errorf("rsql: head of events table %s: %w", t.name, checkEngine(t.d, err))
 	}
 	return h.Int64, nil
 }

@@ -1,6 +1,7 @@
 package rsql
 
 import (
+	"context"
 	"database/sql"
 	"time"
 
@@ -125,3 +126,49 @@ func gaugeOrCounter(m prometheus.Metric) float64 {
 	}
 	return d.GetCounter().GetValue()
 }
+
+// SetPGConnectHook sets a function called before each connection attempt
+// of a PostgreSQL notify connection (an error fails the attempt); nil
+// removes it.
+func SetPGConnectHook(f func(ctx context.Context) error) {
+	if f == nil {
+		testHookPGConnect.Store(nil)
+		return
+	}
+	testHookPGConnect.Store(&f)
+}
+
+// SetPGNotifiedHook sets a function called with the channel after a
+// notification from another session woke the watchers of a channel; nil
+// removes it.
+func SetPGNotifiedHook(f func(channel string)) {
+	if f == nil {
+		testHookPGNotified.Store(nil)
+		return
+	}
+	testHookPGNotified.Store(&f)
+}
+
+// PGNotifyConn is the state of the notify connection of one database.
+type PGNotifyConn struct {
+	Database string
+	PID      uint32 // backend PID, 0 while not connected
+	Channels int    // channels listened on
+	Running  bool   // the hub's goroutine runs
+}
+
+// PGNotifyConns returns the notify connections of the process.
+func PGNotifyConns() []PGNotifyConn {
+	pgHubs.mu.Lock()
+	defer pgHubs.mu.Unlock()
+	var out []PGNotifyConn
+	for _, h := range pgHubs.m {
+		h.mu.Lock()
+		out = append(out, PGNotifyConn{Database: h.cfg.Database, PID: h.pid, Channels: h.channels, Running: h.running})
+		h.mu.Unlock()
+	}
+	return out
+}
+
+// Channel returns the table's NOTIFY channel.
+func (t *EventsTable) Channel() string { return t.channel }

@@ -49,16 +49,13 @@ func (t *EventsTable) InsertWithMetadata(ctx context.Context, dbc DBC, foreignID
 	if typ != nil && isNoop(foreignID, typ.ReflexType()) {
 		return nil, ErrInvalidNoop
 	}
-	var err error
 	if t.cfg.inserter != nil {
-		err = t.cfg.inserter(ctx, dbc, foreignID, typ, metadata)
-	} else {
-		err = t.insertRows(ctx, dbc, []EventToInsert{{ForeignID: foreignID, Type: typ, MetaData: metadata}}, false)
+		if err := t.cfg.inserter(ctx, dbc, foreignID, typ, metadata); err != nil {
+			return noopNotify, err
+		}
+		return t.notify, nil
 	}
-	if err != nil {
-		return noopNotify, err
-	}
-	return t.notify, nil
+	return t.insertRows(ctx, dbc, []EventToInsert{{ForeignID: foreignID, Type: typ, MetaData: metadata}}, false)
 }
 
 // EventToInsert is one event for InsertMany.
@@ -99,10 +96,7 @@ func (t *EventsTable) InsertMany(ctx context.Context, dbc DBC, events []EventToI
 		}
 		return t.notify, nil
 	}
-	if err := t.insertRows(ctx, dbc, events, true); err != nil {
-		return noopNotify, err
-	}
-	return t.notify, nil
+	return t.insertRows(ctx, dbc, events, true)
 }
 
 func noopNotify() {}
@@ -120,11 +114,20 @@ const noopForeignID = "0"
 var maxInsertSQL = 4 << 20
 
 // insertRows is the SQL inserter: it checks every event, then runs the
-// INSERT statements of eventsSQL.insertRows. many prefixes errors with
+// INSERT statements of eventsSQL.insertRows, and returns the NotifyFunc
+// of the insert (noopNotify after an error). many prefixes errors with
 // the event's index, for InsertMany.
-func (t *EventsTable) insertRows(ctx context.Context, dbc DBC, events []EventToInsert, many bool) error {
+func (t *EventsTable) insertRows(ctx context.Context, dbc DBC, events []EventToInsert, many bool) (NotifyFunc, error) {
+	notify, err := t.insertRowsErr(ctx, dbc, events, many)
+	if err != nil {
+		return noopNotify, err
+	}
+	return notify, nil
+}
+
+func (t *EventsTable) insertRowsErr(ctx context.Context, dbc DBC, events []EventToInsert, many bool) (NotifyFunc, error) {
 	if isNilDBC(dbc) {
-		return fmt.Errorf("rsql: insert into events table %s: nil DBC", t.name)
+		return nil, fmt.Errorf("rsql: insert into events table %s: nil DBC", t.name)
 	}
 	eventErr := func(i int, err error) error {
 		if many {
@@ -135,43 +138,50 @@ func (t *EventsTable) insertRows(ctx context.Context, dbc DBC, events []EventToI
 	for i, e := range events {
 		switch {
 		case e.Type == nil:
-			return eventErr(i, errNilType)
+			return nil, eventErr(i, errNilType)
 		case e.MetaData != nil && t.q.metadata == "":
-			return ErrMetadataNotEnabled
+			return nil, ErrMetadataNotEnabled
 		}
 	}
 	cols, err := t.insertColumns(ctx, dbc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var trace []byte
 	if t.q.trace != "" {
 		if sc, ok := tracing.Extract(ctx); ok {
 			trace, _ = tracing.Marshal(sc) // cannot fail for a valid span context
 			if err := cols.trace.checkBytes(cols.traceName, trace); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	for i, e := range events {
 		if err := cols.check(e); err != nil {
-			return eventErr(i, err)
+			return nil, eventErr(i, err)
 		}
 	}
+	var notify NotifyFunc
 	for len(events) > 0 {
 		s := sqlStmt{d: t.d}
 		events = events[t.q.insertRows(&s, events, trace):]
-		if _, err := dbc.ExecContext(ctx, s.String(), s.args...); err != nil {
-			return fmt.Errorf("rsql: insert into events table %s: %w", t.name, err)
+		if notify, err = t.d.execInsert(ctx, t, dbc, &s); err != nil {
+			return nil, t.insertErr(err)
 		}
 	}
-	return nil
+	return notify, nil
+}
+
+// insertErr wraps the error of an INSERT statement with the table's name
+// (and, for a database of another engine, ErrWrongDialect).
+func (t *EventsTable) insertErr(err error) error {
+	return fmt.Errorf("rsql: insert into events table %s: %w", t.name, checkEngine(t.d, err))
 }
 
 // insertColumns are the columns the SQL inserter writes, as the catalog
 // describes them, with their names for error messages.
 type insertColumns struct {
-	foreignID, typ, metadata, trace                 column
+	id, foreignID, typ, metadata, trace             column
 	foreignIDName, typName, metadataName, traceName string
 }
 
@@ -182,7 +192,7 @@ func (t *EventsTable) insertColumns(ctx context.Context, dbc DBC) (*insertColumn
 	if c := t.insCols.Load(); c != nil {
 		return c, nil
 	}
-	names := []string{t.cfg.foreignIDField, t.cfg.typeField}
+	names := []string{t.cfg.foreignIDField, t.cfg.typeField, t.cfg.idField}
 	if t.q.metadata != "" {
 		names = append(names, t.cfg.metadataField)
 	}
@@ -194,11 +204,19 @@ func (t *EventsTable) insertColumns(ctx context.Context, dbc DBC) (*insertColumn
 		return nil, fmt.Errorf("rsql: insert into events table %s: %w", t.name, err)
 	}
 	name := func(col string) string { return "events table " + t.name + ", column " + unquote(col) }
+	if n := cols[2].seqCache; n > 1 {
+		// The gap design of PostgreSQL relies on IDs taken from the
+		// sequence in insert order (see the package documentation).
+		return nil, fmt.Errorf("rsql: insert into events table %s: %w: the sequence of column %s caches %d values per session; "+
+			"the gap filler needs CACHE 1 (ALTER TABLE %s ALTER COLUMN %s SET CACHE 1, as the shipped DDL declares it)",
+			t.name, ErrSchema, unquote(t.cfg.idField), n, t.q.table, t.q.id)
+	}
 	c := &insertColumns{
+		id:        cols[2],
 		foreignID: cols[0], foreignIDName: name(t.cfg.foreignIDField),
 		typ: cols[1], typName: name(t.cfg.typeField),
 	}
-	cols = cols[2:]
+	cols = cols[3:]
 	if t.q.metadata != "" {
 		c.metadata, c.metadataName, cols = cols[0], name(t.cfg.metadataField), cols[1:]
 	}

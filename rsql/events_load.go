@@ -135,7 +135,7 @@ func (t *EventsTable) loadGapped(ctx context.Context, db *sql.DB, prev int64, la
 			// The first event of a stream from the beginning may have any
 			// ID, but not while a lower ID is still in flight: it would
 			// be skipped for ever.
-			inFlight, err := t.lowerInFlight(ctx, db, id)
+			inFlight, err := t.d.lowerInFlight(ctx, t, db, id)
 			if err != nil {
 				return batch{}, err
 			}
@@ -164,9 +164,10 @@ func (t *EventsTable) loadGapped(ctx context.Context, db *sql.DB, prev int64, la
 	return b, nil
 }
 
-// lowerInFlight reports whether a row with an ID below id exists,
-// committed or not.
-func (t *EventsTable) lowerInFlight(ctx context.Context, db *sql.DB, id int64) (bool, error) {
+// lowerUncommitted reports whether a row with an ID below id exists,
+// committed or not, with a READ UNCOMMITTED query (false where the
+// engine has no such level).
+func (t *EventsTable) lowerUncommitted(ctx context.Context, db *sql.DB, id int64) (bool, error) {
 	opts := t.d.uncommittedTx()
 	if opts == nil {
 		return false, nil
@@ -246,7 +247,7 @@ func (t *EventsTable) loadSQL(ctx context.Context, db *sql.DB, prev int64, lag t
 		rows, err = t.stmts.query(ctx, db, t.q.load, prev, limit)
 	}
 	if err != nil {
-		return batch{}, fmt.Errorf("rsql: load events from %s: %w", t.name, err)
+		return batch{}, fmt.Errorf("rsql: load events from %s: %w", t.name, checkEngine(t.d, err))
 	}
 	defer rows.Close()
 	var dec decoder

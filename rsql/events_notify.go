@@ -6,7 +6,10 @@ import "sync"
 // after an insert has been committed. Insert methods return one: insert in
 // the caller's transaction, commit, then call it (defer it before the
 // commit). Calling it is optional (the head watcher finds new rows within
-// one poll interval) and cheap; it is safe for concurrent use.
+// one poll interval) and cheap: it never blocks; it is safe for
+// concurrent use. On PostgreSQL it also asks the process's notify
+// connection to send a NOTIFY, which wakes the streams of other
+// processes; the NOTIFYs of a burst of calls are sent together.
 type NotifyFunc func()
 
 // StreamWatcher is a source of wake-ups for streams at the head.

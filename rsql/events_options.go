@@ -162,7 +162,8 @@ func WithEventsInMemNotifier() EventsOption {
 // The default is 50 ms rather than luno/reflex's 10 s: all streams of a
 // table in a process share one watcher, so the idle cost is one cheap
 // query per interval per table whatever the number of consumers, and a
-// writer in another process is seen within 100 ms.
+// writer in another process is seen within 100 ms (on PostgreSQL, at
+// once when it calls its inserts' NotifyFunc).
 func WithEventsBackoff(d time.Duration) EventsOption {
 	return func(t *EventsTable) {
 		c := &t.cfg
@@ -222,7 +223,9 @@ func WithEventsInserter(i Inserter) EventsOption {
 	}
 }
 
-// WithEventsDialect sets the SQL dialect. Default MySQL.
+// WithEventsDialect sets the SQL dialect: MySQL (the default), PostgreSQL
+// or SQLite. On PostgreSQL, the NotifyFuncs of inserts also wake the
+// streams of other processes (see the package documentation).
 func WithEventsDialect(d Dialect) EventsOption {
 	return func(t *EventsTable) { t.cfg.dialect = d }
 }

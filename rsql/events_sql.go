@@ -92,6 +92,16 @@ func (q *eventsSQL) idsIn(lo, hi int64) *sqlStmt {
 	return s
 }
 
+// maxIn is the query of the largest ID in [lo, hi), NULL if none.
+func (q *eventsSQL) maxIn(lo, hi int64) *sqlStmt {
+	s := q.stmt()
+	s.sql("SELECT MAX(", q.id, ") FROM ", q.table, " WHERE ", q.id, " >= ")
+	s.val(lo)
+	s.sql(" AND ", q.id, " < ")
+	s.val(hi)
+	return s
+}
+
 // insertNoops inserts a noop event with each of ids.
 func (q *eventsSQL) insertNoops(ids []int64) *sqlStmt {
 	s := q.stmt()

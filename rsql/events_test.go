@@ -159,25 +159,29 @@ func recvWithin(t testing.TB, cl reflex.StreamClient) *reflex.Event {
 }
 
 func TestEventsStreamConformance(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts []rsql.EventsOption
-	}{
-		{"Cache", nil},
-		{"NoCache", []rsql.EventsOption{rsql.WithoutEventsCache()}},
-		{"LookupLimit7", []rsql.EventsOption{rsql.WithEventLookupLimit(7)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			db := dbtest.Open(t)
-			reflextest.TestStreamFunc(t, reflextest.StreamHarness{
-				New: func(t *testing.T) (reflex.StreamFunc, reflextest.Appender) {
-					table := newTable(t, db, tc.opts...)
-					return table.ToStream(db), func(t *testing.T, events ...reflex.Event) {
-						insert(t, db, table, events...)
-					}
-				},
-				InvalidCursors: []string{"abc", "-1", "9223372036854775808", "1.5", " 1", "0x10"},
-			})
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) {
+			db := e.openDB(t)
+			for _, tc := range []struct {
+				name string
+				opts []rsql.EventsOption
+			}{
+				{"Cache", nil},
+				{"NoCache", []rsql.EventsOption{rsql.WithoutEventsCache()}},
+				{"LookupLimit7", []rsql.EventsOption{rsql.WithEventLookupLimit(7)}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					reflextest.TestStreamFunc(t, reflextest.StreamHarness{
+						New: func(t *testing.T) (reflex.StreamFunc, reflextest.Appender) {
+							table := newEngineTable(t, e, db, tc.opts...)
+							return table.ToStream(db), func(t *testing.T, events ...reflex.Event) {
+								insert(t, db, table, events...)
+							}
+						},
+						InvalidCursors: []string{"abc", "-1", "9223372036854775808", "1.5", " 1", "0x10"},
+					})
+				})
+			}
 		})
 	}
 }
@@ -185,18 +189,22 @@ func TestEventsStreamConformance(t *testing.T) {
 // TestStreamMethodConformance runs the suite on Stream (lazy from-head is
 // not the suite's semantics, so from-head is skipped).
 func TestStreamMethodConformance(t *testing.T) {
-	db := dbtest.Open(t)
-	reflextest.TestStreamFunc(t, reflextest.StreamHarness{
-		New: func(t *testing.T) (reflex.StreamFunc, reflextest.Appender) {
-			table := newTable(t, db)
-			stream := func(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
-				return table.Stream(ctx, db, after, opts...), nil
-			}
-			return stream, func(t *testing.T, events ...reflex.Event) { insert(t, db, table, events...) }
-		},
-		SkipFromHead:   true,
-		InvalidCursors: []string{"abc", "-1", "9223372036854775808"},
-	})
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) {
+			db := e.openDB(t)
+			reflextest.TestStreamFunc(t, reflextest.StreamHarness{
+				New: func(t *testing.T) (reflex.StreamFunc, reflextest.Appender) {
+					table := newEngineTable(t, e, db)
+					stream := func(ctx context.Context, after string, opts ...reflex.StreamOption) (reflex.StreamClient, error) {
+						return table.Stream(ctx, db, after, opts...), nil
+					}
+					return stream, func(t *testing.T, events ...reflex.Event) { insert(t, db, table, events...) }
+				},
+				SkipFromHead:   true,
+				InvalidCursors: []string{"abc", "-1", "9223372036854775808"},
+			})
+		})
+	}
 }
 
 func TestInsertInvalidNoop(t *testing.T) {

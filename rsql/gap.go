@@ -70,13 +70,15 @@ func (t *EventsTable) StopGapListener(ctx context.Context) error {
 
 // FillGaps makes dbc fill the gaps in the IDs of the table's events, so
 // that streams can pass IDs burnt by rolled-back transactions. For each
-// missing ID of a detected gap it checks, with a read-uncommitted query,
-// whether a transaction is still writing it: if so it waits for the
-// commit (rechecking every 100 ms); if not it inserts a noop event with
-// that ID (foreign ID "0", type 0), which streams skip unless
-// WithIncludeNoopEvents. A duplicate-key error means the ID was written
-// meanwhile, which is success. On other errors it abandons the gap; it is
-// detected again by the next load.
+// missing ID of a detected gap, and of the gaps after it up to the last
+// committed ID of the next 1000, it checks whether a transaction is still
+// writing it (on MySQL with a read-uncommitted query, on PostgreSQL
+// through the ID's unique index: see the package documentation): if so it
+// waits for the commit (rechecking every 100 ms on MySQL); if not it
+// inserts a noop event with that ID (foreign ID "0", type 0), which
+// streams skip unless WithIncludeNoopEvents. A duplicate-key error means
+// the ID was written meanwhile, which is success. On other errors it
+// abandons the gap; it is detected again by the next load.
 //
 // The filler uses the table's configured ID column. It runs on the
 // table's gap-serving goroutine until StopFillingGaps, StopGapListener or
@@ -213,21 +215,45 @@ const (
 )
 
 // fillGap fills the IDs of g with noops, waiting for those that are
-// being written. It gives up on the first error, or when ctx is done.
+// being written, and the missing IDs after it up to the last committed
+// one among the fillChunk IDs after g.Prev: concurrent writers interleave
+// their IDs, so a rolled-back transaction leaves holes far apart, which
+// are filled in one pass rather than one detected gap at a time. It gives
+// up on the first error, or when ctx is done.
 func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
-	for lo := g.Prev + 1; lo < g.Next; lo += fillChunk {
-		if err := t.fillRange(ctx, db, lo, min(lo+fillChunk, g.Next)); err != nil {
-			return
+	end := g.Next
+	if top, err := t.maxIDIn(ctx, db, g.Prev+1, g.Prev+1+fillChunk); err == nil {
+		end = max(end, top)
+	}
+	for lo := g.Prev + 1; lo < end; lo += fillChunk {
+		if err := t.d.fillRange(ctx, t, db, lo, min(lo+fillChunk, end)); err != nil {
+			break
 		}
 	}
 	// Streams waiting at the gap reload at once.
 	wakeWatchers(t.q.table)
 }
 
+// maxIDIn returns the largest committed ID in [lo, hi), 0 if none.
+func (t *EventsTable) maxIDIn(ctx context.Context, db *sql.DB, lo, hi int64) (int64, error) {
+	s := t.q.maxIn(lo, hi)
+	var id sql.NullInt64
+	err := db.QueryRowContext(ctx, s.String(), s.args...).Scan(&id)
+	return id.Int64, err
+}
+
 // gapConfirm is how long the filler waits before it fills an absent ID
-// right after an uncommitted one, checking again that it is still absent
-// (see fillRange).
+// right after an uncommitted one (MySQL), or any absent ID (PostgreSQL),
+// checking again that it is still absent.
 const gapConfirm = 50 * time.Millisecond
+
+// confirmPause returns gapConfirm, or its replacement in tests.
+func confirmPause() time.Duration {
+	if d := testGapConfirm.Load(); d != 0 {
+		return time.Duration(d)
+	}
+	return gapConfirm
+}
 
 // testGapConfirm, if not zero, replaces gapConfirm in tests.
 var testGapConfirm atomic.Int64
@@ -235,7 +261,10 @@ var testGapConfirm atomic.Int64
 // testHookFillCheck, if set, is called after each check of fillRange.
 var testHookFillCheck atomic.Pointer[func()]
 
-// fillRange fills the IDs in [lo, hi). A multi-row INSERT (InsertMany)
+// fillRangeUncommitted fills the IDs in [lo, hi) of a MySQL or SQLite
+// table, telling IDs being written from absent ones with a READ
+// UNCOMMITTED query (SQLite, which serialises writers, has none: every
+// absent ID is filled at once). A multi-row INSERT (InsertMany)
 // allocates all its IDs before it writes its rows one by one, so an ID
 // whose predecessor is written but uncommitted may be about to be written
 // by the same statement: such an ID (and any absent ID right after it) is
@@ -243,7 +272,7 @@ var testHookFillCheck atomic.Pointer[func()]
 // finds it absent. Filling it at once could fail the writer's transaction
 // with a duplicate key. Other absent IDs (rolled back, never used) are
 // filled at once.
-func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) error {
+func (t *EventsTable) fillRangeUncommitted(ctx context.Context, db *sql.DB, lo, hi int64) error {
 	var (
 		timer   wait.Timer
 		suspect map[int64]bool // IDs held back at the previous check
@@ -291,10 +320,7 @@ func (t *EventsTable) fillRange(ctx context.Context, db *sql.DB, lo, hi int64) e
 		// Recheck only the IDs still open.
 		pause := gapRecheck
 		if len(unsure) > 0 {
-			pause = gapConfirm
-			if d := testGapConfirm.Load(); d != 0 {
-				pause = time.Duration(d)
-			}
+			pause = confirmPause()
 		}
 		lo, hi = math.MaxInt64, math.MinInt64
 		for _, ids := range [][]int64{pending, unsure} {

@@ -53,7 +53,7 @@ func TestInsertNoopsDuplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- tab.fillRange(context.Background(), db, 4, 6) }()
+	go func() { done <- tab.fillRangeUncommitted(context.Background(), db, 4, 6) }()
 	select {
 	case err := <-done:
 		t.Fatalf("fillRange returned %v while ID 5 is uncommitted", err)
@@ -74,7 +74,7 @@ func TestInsertNoopsDuplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { done <- tab.fillRange(ctx, db, 7, 8) }()
+	go func() { done <- tab.fillRangeUncommitted(ctx, db, 7, 8) }()
 	cancel()
 	if err := <-done; err != context.Canceled {
 		t.Errorf("cancelled fillRange = %v, want context.Canceled", err)

@@ -69,7 +69,8 @@ type leasesConfig struct {
 	dialect Dialect
 }
 
-// WithLeasesDialect selects the SQL dialect of the table. Default MySQL.
+// WithLeasesDialect selects the SQL dialect of the table: MySQL (the
+// default), PostgreSQL or SQLite.
 func WithLeasesDialect(d Dialect) LeasesOption {
 	return func(c *leasesConfig) { c.dialect = d }
 }

@@ -50,6 +50,7 @@ type leaseCols struct {
 var (
 	_ leasesDialect = mysqlDialect{}
 	_ leasesDialect = sqliteDialect{}
+	_ leasesDialect = pgDialect{}
 )
 
 // heldCond writes the condition that the lease row of f, with its columns

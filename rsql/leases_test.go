@@ -26,14 +26,18 @@ type leaseDB struct {
 	d    rsql.Dialect
 }
 
-// leaseDBs returns MariaDB (unless -short without a server) and SQLite.
+// leaseDBs returns MariaDB and PostgreSQL (each unless -short without a
+// server) and SQLite.
 func leaseDBs(t *testing.T) []leaseDB {
 	t.Helper()
 	dbs := []leaseDB{{"SQLite", rsqltest.OpenSQLite(t), rsql.SQLite}}
-	if testing.Short() && os.Getenv(dbtest.EnvURI) == "" {
-		return dbs
+	if !testing.Short() || os.Getenv(dbtest.EnvPGURI) != "" {
+		dbs = append([]leaseDB{{"PostgreSQL", dbtest.OpenPG(t), rsql.PostgreSQL}}, dbs...)
 	}
-	return append([]leaseDB{{"MariaDB", dbtest.Open(t), rsql.MySQL}}, dbs...)
+	if !testing.Short() || os.Getenv(dbtest.EnvURI) != "" {
+		dbs = append([]leaseDB{{"MariaDB", dbtest.Open(t), rsql.MySQL}}, dbs...)
+	}
+	return dbs
 }
 
 // leaseTables creates a leases table and a cursors table in ldb and
@@ -450,12 +454,22 @@ func TestFencedAsyncHandOver(t *testing.T) {
 // insert of the cursor row; the claim then succeeds and the claimer reads
 // the cursor the transaction committed.
 func TestFencedWriteLocksLease(t *testing.T) {
-	db := dbtest.Open(t)
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) { fencedWriteLocksLease(t, e) })
+	}
+}
+
+func fencedWriteLocksLease(t *testing.T, e engine) {
+	db := e.openDB(t)
 	ctx := t.Context()
+	lockTimeout, lockErr := "SET SESSION innodb_lock_wait_timeout = 1", "Lock wait timeout"
+	if e.d == rsql.PostgreSQL {
+		lockTimeout, lockErr = "SET lock_timeout = '1s'", "lock timeout"
+	}
 	for _, iso := range []sql.IsolationLevel{sql.LevelRepeatableRead, sql.LevelReadCommitted} {
 		for _, existing := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/existing=%v", iso, existing), func(t *testing.T) {
-				lt, ct := leaseTables(t, leaseDB{"MariaDB", db, rsql.MySQL}, rsql.WithCursorAsyncDisabled())
+				lt, ct := leaseTables(t, leaseDB{e.name, db, e.d}, rsql.WithCursorAsyncDisabled())
 				s := lt.ToStore(db)
 				a, _ := s.ClaimLease(ctx, rpatterns.Lease{Name: "c", Shards: 1, Owner: "a"}, 300*time.Millisecond)
 				fa, _ := s.FenceCursorStore(ct.ToStore(db), a, nil)
@@ -476,7 +490,7 @@ func TestFencedWriteLocksLease(t *testing.T) {
 				// Wait (by the database's clock) for the lease to expire.
 				err = testguardPoll(func() (bool, error) {
 					var expired bool
-					err := db.QueryRowContext(ctx, "SELECT expires_at <= now(6) FROM "+lt.Name()).Scan(&expired)
+					err := db.QueryRowContext(ctx, "SELECT expires_at <= "+e.now()+" FROM "+lt.Name()).Scan(&expired)
 					return expired, err
 				})
 				if err != nil {
@@ -487,12 +501,12 @@ func TestFencedWriteLocksLease(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer conn.Close()
-				if _, err := conn.ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = 1"); err != nil {
+				if _, err := conn.ExecContext(ctx, lockTimeout); err != nil {
 					t.Fatal(err)
 				}
 				claim := rpatterns.Lease{Name: "c", Shards: 1, Owner: "b", Epoch: a.Epoch}
 				_, err = lt.ToStore(conn).ClaimLease(ctx, claim, time.Hour)
-				if err == nil || !strings.Contains(err.Error(), "Lock wait timeout") {
+				if err == nil || !strings.Contains(err.Error(), lockErr) {
 					t.Fatalf("claim while the fenced write's transaction is open = %v, want a lock wait timeout", err)
 				}
 				if err := tx.Commit(); err != nil {

@@ -29,9 +29,11 @@ func schemaDDL(d Dialect, file, def, table string) string {
 
 // EventsSchema returns the DDL (CREATE TABLE IF NOT EXISTS) of an events
 // table named table in dialect d, with the default column names: id
-// (auto-increment primary key), foreign_id (varchar(255)), timestamp
-// (datetime(6)), type (int) and the nullable blob columns metadata and
-// trace (use them with WithEventMetadataField("metadata") and
+// (auto-increment primary key; on PostgreSQL a bigint identity whose
+// sequence caches one value, as the gap design needs), foreign_id
+// (varchar(255)), timestamp (datetime(6); timestamptz on PostgreSQL),
+// type (int) and the nullable blob (bytea) columns metadata and trace
+// (use them with WithEventMetadataField("metadata") and
 // WithEventTraceField("trace")). The file schema/<dialect>/events.sql
 // holds the same DDL with the default name, for migration tools. It
 // panics with an "rsql:" message if table is not a valid identifier.

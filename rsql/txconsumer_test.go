@@ -39,7 +39,8 @@ func newTxFixture(t testing.TB, ldb leaseDB, n int, copts ...rsql.CursorsOption)
 	f := &txFixture{ldb: ldb, effects: fmt.Sprintf("effects_%d", seq)}
 	evName := fmt.Sprintf("txevents_%d", seq)
 	f.events = rsql.NewEventsTable(evName, rsql.WithEventsDialect(ldb.d))
-	rsqltest.CreateEventsTable(t, ldb.db, evName)
+	t.Cleanup(func() { f.events.Close() })
+	rsqltest.Tables{Dialect: ldb.d}.CreateEventsTable(t, ldb.db, evName)
 	lname, cname := fmt.Sprintf("txleases_%d", seq), fmt.Sprintf("txcursors_%d", seq)
 	for _, ddl := range []string{
 		rsql.LeasesSchema(ldb.d, lname),
@@ -76,7 +77,11 @@ func (f *txFixture) insert(t testing.TB, n int) {
 // effect is a TxFunc that records e in the effects table. A plain INSERT:
 // a second effect of one event fails the transaction.
 func (f *txFixture) effect(ctx context.Context, tx *sql.Tx, e *reflex.Event) error {
-	_, err := tx.ExecContext(ctx, "INSERT INTO "+f.effects+" (event_id, n) VALUES (?, 1)", e.IDInt())
+	ph := "?"
+	if f.ldb.d == rsql.PostgreSQL {
+		ph = "$1"
+	}
+	_, err := tx.ExecContext(ctx, "INSERT INTO "+f.effects+" (event_id, n) VALUES ("+ph+", 1)", e.IDInt())
 	return err
 }
 
@@ -312,10 +317,12 @@ func TestNewTxConsumerPanics(t *testing.T) {
 // TestTxConsumerIdleTimeout: the server rolls back a transaction that a
 // stalled consumer left idle, releasing its row locks, so that another
 // writer of those rows (the member that took the lease over) goes on.
-func TestTxConsumerIdleTimeout(t *testing.T) {
-	db := dbtest.Open(t)
+func TestTxConsumerIdleTimeout(t *testing.T) { forEngines(t, txConsumerIdleTimeout) }
+
+func txConsumerIdleTimeout(t *testing.T, e engine) {
+	db := e.openDB(t)
 	ctx := t.Context()
-	f := newTxFixture(t, leaseDB{"MariaDB", db, rsql.MySQL}, 5)
+	f := newTxFixture(t, leaseDB{e.name, db, e.d}, 5)
 	stalled := make(chan struct{})
 	stream := f.events.ToStream(db)
 	// The consumer stalls (as a paused process would) after the fifth
@@ -341,7 +348,11 @@ func TestTxConsumerIdleTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = 20"); err != nil {
+	lockTimeout := "SET SESSION innodb_lock_wait_timeout = 20"
+	if e.d == rsql.PostgreSQL {
+		lockTimeout = "SET lock_timeout = '20s'"
+	}
+	if _, err := conn.ExecContext(ctx, lockTimeout); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

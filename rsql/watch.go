@@ -72,6 +72,12 @@ type watcher struct {
 	running   bool                  // a poller goroutine runs
 	interval  time.Duration         // the running poller's interval
 	stop      context.CancelFunc    // cancels the running poller's context
+	// startListen, if not nil, starts what wakes the streams when
+	// another process commits (the dialect's listenHead): called when a
+	// stream first waits; stopListen stops it (last release).
+	startListen func() (stop func())
+	stopListen  func()
+	listening   bool // startListen was called
 }
 
 // testHookPollQueried, if set, is called by the poller after each poll
@@ -113,6 +119,7 @@ func acquireWatcher(db *sql.DB, t *EventsTable) *watcher {
 			wants:     make(map[int64]int),
 			intervals: make(map[time.Duration]int),
 		}
+		w.startListen = func() func() { return t.d.listenHead(w, db, t) }
 		watchRegistry.m[key] = w
 	}
 	w.mu.Lock()
@@ -148,6 +155,13 @@ func (w *watcher) release() {
 	watchRegistry.mu.Unlock()
 	if last {
 		w.pollers.Wait()
+		w.mu.Lock()
+		stop := w.stopListen
+		w.stopListen = nil
+		w.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
 	}
 }
 
@@ -166,12 +180,18 @@ func wakeWatchers(table string) {
 	defer watchRegistry.mu.Unlock()
 	for k, w := range watchRegistry.m {
 		if k.table == table {
-			w.mu.Lock()
-			w.headKnown = false // make waiters load rather than trust head
-			w.broadcastLocked()
-			w.mu.Unlock()
+			w.wake()
 		}
 	}
+}
+
+// wake wakes the streams waiting on w: rows may have been committed
+// (or a gap filled) that the last poll did not see.
+func (w *watcher) wake() {
+	w.mu.Lock()
+	w.headKnown = false // make waiters load rather than trust head
+	w.broadcastLocked()
+	w.mu.Unlock()
 }
 
 // current returns the broadcast channel that the next notification or
@@ -246,6 +266,12 @@ func (w *watcher) register(s waitSpec) {
 		w.wants[s.want]++
 	}
 	w.intervals[s.interval]++
+	if !w.listening && w.startListen != nil {
+		// The first wait: listen for other processes' commits. Streams
+		// that never wait (catching up, to the head) need not.
+		w.listening = true
+		w.stopListen = w.startListen()
+	}
 	switch {
 	case !w.running:
 		w.running = true

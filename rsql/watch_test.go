@@ -52,7 +52,7 @@ func rawInsert(t testing.TB, db *sql.DB, table string, n int) {
 
 func rawInsertErr(db *sql.DB, table string, n int) error {
 	for range n {
-		if _, err := db.Exec("INSERT INTO " + table + " (foreign_id, timestamp, type) VALUES ('x', now(6), 1)"); err != nil {
+		if _, err := db.Exec("INSERT INTO " + table + " (foreign_id, timestamp, type) VALUES ('x', " + engineOf(db).now() + ", 1)"); err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
 	}
@@ -117,10 +117,16 @@ func tailPhase(t *testing.T, db *sql.DB, table *rsql.EventsTable, consumers int,
 // at most twice the queries of one consumer over the same workload, and
 // all see every event.
 func TestHeadWatcherShared(t *testing.T) {
-	db := dbtest.Open(t)
+	for _, e := range serverEngines() {
+		t.Run(e.name, func(t *testing.T) { headWatcherShared(t, e) })
+	}
+}
+
+func headWatcherShared(t *testing.T, e engine) {
+	db := e.openDB(t)
 	qc := countQueries(t)
-	one := newTable(t, db)
-	many := newTable(t, db)
+	one := newEngineTable(t, e, db)
+	many := newEngineTable(t, e, db)
 	l1, p1 := tailPhase(t, db, one, 1, qc)
 	l32, p32 := tailPhase(t, db, many, 32, qc)
 	t.Logf("1 consumer: %d loads + %d polls; 32 consumers: %d loads + %d polls", l1, p1, l32, p32)

@@ -78,11 +78,30 @@ func TestDemoMySQL(t *testing.T) {
 	checkResume(t, "-db", "mysql://"+uri, "-prefix", prefix)
 }
 
+func TestDemoPostgreSQL(t *testing.T) {
+	uri := dbtest.PGURI(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	prefix := "demo_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", uri)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		for _, s := range []string{"_users", "_welcome"} {
+			db.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+prefix+s+" WITH (FORCE)")
+		}
+	})
+	checkResume(t, "-db", uri, "-prefix", prefix)
+}
+
 func TestDemoBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-rate", "0"},
 		{"-events", "-1"},
-		{"-db", "postgres://x/"},
+		{"-db", "postgres://127.0.0.1:1/postgres"},
+		{"-db", "oracle://x/"},
 		{"-db", "mysql://root@tcp(127.0.0.1:1)/nodb"},
 		{"-prefix", "Bad-Name", "-dir", t.TempDir()},
 	} {

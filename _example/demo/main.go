@@ -7,14 +7,15 @@
 //
 // Usage:
 //
-//	go run ./_example/demo [-events N] [-rate R] [-dir DIR] [-db mysql://DSN/] [-graph dot|mermaid]
+//	go run ./_example/demo [-events N] [-rate R] [-dir DIR] [-db mysql://DSN/ | -db postgres://URL] [-graph dot|mermaid]
 //
 // By default both services keep SQLite files in DIR (default
 // $TMPDIR/reflex-demo); running again resumes from the stored cursor. With
-// -db (or $REFLEX_DEMO_DB) set to mysql://user@tcp(host:port)/ they use the
-// databases reflex_demo_users and reflex_demo_welcome on that server.
-// With -graph, it prints its event network (Graphviz DOT or Mermaid, with
-// the consumer's lag in those databases) and exits.
+// -db (or $REFLEX_DEMO_DB) set to mysql://user@tcp(host:port)/ or to a
+// PostgreSQL URL such as postgres://user@host:5432/postgres they use the
+// databases reflex_demo_users and reflex_demo_welcome on that server
+// (created if missing). With -graph, it prints its event network (Graphviz
+// DOT or Mermaid, with the consumer's lag in those databases) and exits.
 package main
 
 import (
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		events = fs.Int("events", 0, "stop after creating this many users and consuming every event (0: run until Ctrl-C)")
 		rate   = fs.Float64("rate", 20, "users created per second")
 		dir    = fs.String("dir", filepath.Join(os.TempDir(), "reflex-demo"), "folder for the SQLite files")
-		dbURL  = fs.String("db", os.Getenv("REFLEX_DEMO_DB"), "mysql://DSN/ to use MySQL/MariaDB instead of SQLite (default $REFLEX_DEMO_DB)")
+		dbURL  = fs.String("db", os.Getenv("REFLEX_DEMO_DB"), "mysql://DSN/ or postgres://URL to use MySQL/MariaDB or PostgreSQL instead of SQLite (default $REFLEX_DEMO_DB)")
 		every  = fs.Duration("progress", 500*time.Millisecond, "progress line interval")
 		prefix = fs.String("prefix", "reflex_demo", "prefix of the database (or SQLite file) names")
 		graph  = fs.String("graph", "", "print the event network as dot or mermaid, with live lag, and exit")

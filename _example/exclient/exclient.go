@@ -105,8 +105,11 @@ func (c *Client) Welcomes(ctx context.Context) (int64, error) {
 func (c *Client) consume(ctx context.Context, e *reflex.Event) error {
 	if reflex.IsType(e.Type, exserver.UserCreated) {
 		insert := "INSERT OR IGNORE INTO welcome_emails (user_id, event_id) VALUES (?, ?)"
-		if c.db.MySQL {
+		switch {
+		case c.db.MySQL:
 			insert = "INSERT IGNORE INTO welcome_emails (user_id, event_id) VALUES (?, ?)"
+		case c.db.Postgres:
+			insert = "INSERT INTO welcome_emails (user_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 		}
 		res, err := c.db.ExecContext(ctx, insert, e.ForeignIDInt(), e.IDInt())
 		if err != nil {

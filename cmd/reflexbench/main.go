@@ -1,15 +1,19 @@
-// Command reflexbench measures reflex against a MariaDB/MySQL server and
-// reports each workload next to a raw baseline measured in the same run.
+// Command reflexbench measures reflex against a MariaDB/MySQL or a
+// PostgreSQL server and reports each workload next to a raw baseline
+// measured in the same run.
 //
 // Usage:
 //
-//	reflexbench [-dsn DSN] [-quick] [-runs N] [-only W1,W2] [-json FILE] [-cpuprofile FILE]
+//	reflexbench [-engine mysql|postgres] [-dsn DSN] [-quick] [-runs N] [-only W1,W2] [-json FILE] [-cpuprofile FILE]
 //
-// The DSN (default $DB_TEST_URI) must end in "/": reflexbench creates and
-// drops its own database. Without a DSN it re-runs itself under the
-// project's scripts/mariadb.sh, which starts a throw-away server. It prints
-// a table and, with -json, writes the same figures as JSON ("-" for
-// standard output).
+// The engine is MySQL by default, PostgreSQL with -engine postgres or a
+// postgres:// DSN. The DSN (default $DB_TEST_URI for MySQL, ending in
+// "/"; $DB_TEST_PG_URI for PostgreSQL, a URL of any database of the
+// server) names the server: reflexbench creates and drops its own
+// database. Without a DSN it re-runs itself under the project's
+// scripts/mariadb.sh or scripts/postgres.sh, which start a throw-away
+// server. It prints a table and, with -json, writes the same figures as
+// JSON ("-" for standard output).
 //
 // With -cpuprofile, it writes a CPU profile of its own process (all
 // workloads but W2's Run, and the baselines) to FILE, and one of each W2
@@ -28,14 +32,12 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
-	"time"
-
-	"github.com/go-sql-driver/mysql"
 )
 
 // config is what every workload gets.
 type config struct {
-	dsn   string // DSN of the benchmark database (parseTime, UTC)
+	eng   engine
+	dsn   string // DSN of the benchmark database (MySQL: parseTime, UTC)
 	db    *sql.DB
 	quick bool
 	self  string // path of this executable, for child processes
@@ -62,7 +64,8 @@ func main() {
 		os.Exit(child(os.Args[2:]))
 	}
 	var (
-		dsn      = flag.String("dsn", os.Getenv("DB_TEST_URI"), "MariaDB DSN ending in \"/\" (default $DB_TEST_URI)")
+		engName  = flag.String("engine", "", "mysql or postgres (default: from the DSN, else mysql)")
+		dsn      = flag.String("dsn", "", "MariaDB DSN ending in \"/\" (default $DB_TEST_URI) or PostgreSQL URL (default $DB_TEST_PG_URI)")
 		quick    = flag.Bool("quick", false, "small workloads, finishing in under a minute")
 		runs     = flag.Int("runs", 3, "runs per workload (median and min-max are reported)")
 		only     = flag.String("only", "", "comma-separated workload IDs to run (default all)")
@@ -70,9 +73,20 @@ func main() {
 		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of this process to this file, and of each W2 catch-up child to FILE.catchup.<n>")
 	)
 	flag.Parse()
+	eng := engineOfDSN(*dsn)
+	if *engName != "" {
+		var err error
+		if eng, err = engineNamed(*engName); err != nil {
+			fmt.Fprintf(os.Stderr, "reflexbench: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	if *dsn == "" {
-		if err := underScript(); err != nil {
-			fmt.Fprintf(os.Stderr, "reflexbench: no -dsn or DB_TEST_URI, and starting a server failed: %v\n", err)
+		*dsn = os.Getenv(eng.env)
+	}
+	if *dsn == "" {
+		if err := underScript(eng); err != nil {
+			fmt.Fprintf(os.Stderr, "reflexbench: no -dsn or %s, and starting a server failed: %v\n", eng.env, err)
 			os.Exit(2)
 		}
 		return
@@ -88,7 +102,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "reflexbench: %v\n", err)
 		os.Exit(1)
 	}
-	err = run(ctx, *dsn, *quick, *runs, *only, *jsonPath, *cpuProf)
+	err = run(ctx, eng, *dsn, *quick, *runs, *only, *jsonPath, *cpuProf)
 	stopProfile()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "reflexbench: %v\n", err)
@@ -116,9 +130,10 @@ func startCPUProfile(path string) (func(), error) {
 	}, nil
 }
 
-// underScript re-runs this command under scripts/mariadb.sh run.
-func underScript() error {
-	script := "scripts/mariadb.sh"
+// underScript re-runs this command under the engine's script (run mode),
+// which starts a throw-away server and exports its DSN.
+func underScript(eng engine) error {
+	script := eng.script
 	if _, err := os.Stat(script); err != nil {
 		return fmt.Errorf("%s not found (run from the repository root, or give -dsn)", script)
 	}
@@ -137,44 +152,39 @@ func underScript() error {
 	return nil
 }
 
-func run(ctx context.Context, rootDSN string, quick bool, runs int, only, jsonPath, cpuProfile string) error {
-	if !strings.HasSuffix(rootDSN, "/") {
-		return fmt.Errorf("DSN %q must end in \"/\"", rootDSN)
+func run(ctx context.Context, eng engine, rootDSN string, quick bool, runs int, only, jsonPath, cpuProfile string) error {
+	if err := eng.checkRoot(rootDSN); err != nil {
+		return err
 	}
-	root, err := sql.Open("mysql", rootDSN)
+	root, err := sql.Open(eng.driver, rootDSN)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
 	if err := root.PingContext(ctx); err != nil {
-		return fmt.Errorf("cannot reach %q: %w (start a server with `make db-up`)", rootDSN, err)
+		return fmt.Errorf("cannot reach the %s server: %w (start a server with `make db-up`)", eng.name, err)
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	name := "reflexbench_" + hex.EncodeToString(b)
-	if _, err := root.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		return err
-	}
-	defer root.ExecContext(context.WithoutCancel(ctx), "DROP DATABASE "+name)
-
-	cfg, err := mysql.ParseDSN(rootDSN + name)
+	dsn, err := eng.createDB(ctx, root, rootDSN, name)
 	if err != nil {
 		return err
 	}
-	cfg.ParseTime, cfg.Loc = true, time.UTC
-	cfg.Params = map[string]string{"time_zone": "'+00:00'"}
-	c := &config{dsn: cfg.FormatDSN(), quick: quick, cpuProfile: cpuProfile}
+	defer eng.dropDB(context.WithoutCancel(ctx), root, name)
+
+	c := &config{eng: eng, dsn: dsn, quick: quick, cpuProfile: cpuProfile}
 	if c.self, err = os.Executable(); err != nil {
 		return err
 	}
-	if c.db, err = sql.Open("mysql", c.dsn); err != nil {
+	if c.db, err = c.open(); err != nil {
 		return err
 	}
 	defer c.db.Close()
 	c.db.SetMaxOpenConns(64)
 	c.db.SetMaxIdleConns(64)
 
-	rep := &Report{Machine: machine(), Server: serverInfo(ctx, root), Runs: runs, Quick: quick}
+	rep := &Report{Machine: machine(), Server: eng.serverInfo(ctx, root), Runs: runs, Quick: quick}
 	want := map[string]bool{}
 	for _, id := range strings.Split(only, ",") {
 		if id = strings.TrimSpace(strings.ToUpper(id)); id != "" {
@@ -220,26 +230,5 @@ func run(ctx context.Context, rootDSN string, quick bool, runs int, only, jsonPa
 	return nil
 }
 
-// serverInfo reads the server version and durability settings.
-func serverInfo(ctx context.Context, db *sql.DB) map[string]string {
-	info := map[string]string{}
-	var v string
-	if db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v) == nil {
-		info["version"] = v
-	}
-	for _, name := range []string{"innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin", "innodb_buffer_pool_size", "innodb_doublewrite"} {
-		var n, val string
-		if db.QueryRowContext(ctx, "SHOW GLOBAL VARIABLES LIKE '"+name+"'").Scan(&n, &val) == nil {
-			info[name] = val
-		}
-	}
-	return info
-}
-
-// comSelect returns the server's global count of SELECT statements.
-func comSelect(ctx context.Context, db *sql.DB) (int64, error) {
-	var name string
-	var n int64
-	err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Com_select'").Scan(&name, &n)
-	return n, err
-}
+// open opens a pool to the benchmark database.
+func (c *config) open() (*sql.DB, error) { return sql.Open(c.eng.driver, c.dsn) }

@@ -9,23 +9,16 @@ import (
 
 // createEvents creates an events table with the default rsql columns and a
 // metadata column.
-func createEvents(ctx context.Context, db *sql.DB, name string) error {
-	_, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+name)
-	if err != nil {
+func createEvents(ctx context.Context, eng engine, db *sql.DB, name string) error {
+	if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+name); err != nil {
 		return err
 	}
-	_, err = db.ExecContext(ctx, `CREATE TABLE `+name+` (
-		id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
-		foreign_id varchar(255) NOT NULL,
-		timestamp datetime(6) NOT NULL,
-		type int NOT NULL,
-		metadata blob NULL
-	) ENGINE=InnoDB`)
+	_, err := db.ExecContext(ctx, eng.eventsDDL(name))
 	return err
 }
 
 // preload fills an events table with n events using multi-row inserts.
-func preload(ctx context.Context, db *sql.DB, table string, n int) error {
+func preload(ctx context.Context, eng engine, db *sql.DB, table string, n int) error {
 	const per = 5000
 	for done := 0; done < n; done += per {
 		k := min(per, n-done)
@@ -36,10 +29,10 @@ func preload(ctx context.Context, db *sql.DB, table string, n int) error {
 			if i > 0 {
 				sb.WriteByte(',')
 			}
-			sb.WriteString("(?, now(6), ?, NULL)")
+			sb.WriteString("(?, " + eng.now() + ", ?, NULL)")
 			args = append(args, fmt.Sprint(done+i+1), 1+(done+i)%5)
 		}
-		if _, err := db.ExecContext(ctx, sb.String(), args...); err != nil {
+		if _, err := db.ExecContext(ctx, eng.q(sb.String()), args...); err != nil {
 			return fmt.Errorf("preload %s: %w", table, err)
 		}
 	}

@@ -50,7 +50,7 @@ func runW4c(ctx context.Context, c *config, r *WorkloadReport) error {
 	r.add("idle child RSS (floor)", "MB", "", idle/1024)
 	for _, consumers := range []int{1, w5Consumers} {
 		table := fmt.Sprintf("w4c_events_%d", consumers)
-		if err := createEvents(ctx, c.db, table); err != nil {
+		if err := createEvents(ctx, c.eng, c.db, table); err != nil {
 			return err
 		}
 		out, _, err := c.runChild(ctx, "tailmem", "-table", table, "-n", strconv.Itoa(tailMemN), "-consumers", strconv.Itoa(consumers))
@@ -84,8 +84,9 @@ func runW4c(ctx context.Context, c *config, r *WorkloadReport) error {
 }
 
 // childTailMem is the child of W4C: it prints "rssWarmKB rssEndKB peakKB".
-func childTailMem(ctx context.Context, db *sql.DB, table string, n, consumers int) error {
-	events := rsql.NewEventsTable(table)
+func childTailMem(ctx context.Context, eng engine, db *sql.DB, table string, n, consumers int) error {
+	events := rsql.NewEventsTable(table, rsql.WithEventsDialect(eng.dialect))
+	defer events.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

@@ -55,7 +55,11 @@ func (c *config) w1Duration() time.Duration {
 }
 
 func setupW1(c *config) string {
-	return fmt.Sprintf("%d goroutines for %s each: BEGIN; data row; event; COMMIT. Baseline: the same transaction with two plain INSERTs, each sent as text in one round trip as rsql does. InsertMany: 1 goroutine, 500 events per transaction.", w1Workers, c.w1Duration())
+	how := "each sent as text in one round trip as rsql does"
+	if c.eng.pg() {
+		how = "the event's with its foreign ID as a parameter of a statement pgx prepares once per connection, as rsql does"
+	}
+	return fmt.Sprintf("%d goroutines for %s each: BEGIN; data row; event; COMMIT. Baseline: the same transaction with two plain INSERTs, %s. InsertMany: 1 goroutine, 500 events per transaction.", w1Workers, c.w1Duration(), how)
 }
 
 func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
@@ -63,23 +67,31 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 		if _, err := c.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
 			return err
 		}
-		if _, err := c.db.ExecContext(ctx, "CREATE TABLE "+t+" (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, name varchar(255) NOT NULL) ENGINE=InnoDB"); err != nil {
+		if _, err := c.db.ExecContext(ctx, c.eng.dataDDL(t)); err != nil {
 			return err
 		}
 	}
-	if err := createEvents(ctx, c.db, "w1_events"); err != nil {
+	if err := createEvents(ctx, c.eng, c.db, "w1_events"); err != nil {
 		return err
 	}
-	events := rsql.NewEventsTable("w1_events")
-	// Both sides send each statement as text in one round trip (rsql
-	// inlines values as literals; with "?" arguments the driver would
+	events := c.events("w1_events")
+	defer events.Close()
+	// Both sides send each statement in one round trip. On MySQL rsql
+	// inlines values as literals (with "?" arguments the driver would
 	// prepare, execute and close each statement, handicapping the
-	// baseline).
+	// baseline); on PostgreSQL it binds them as parameters of a statement
+	// that pgx prepares once per connection and caches, as the baseline
+	// does.
 	plain := func(ctx context.Context, tx *sql.Tx, i int) error {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO w1_data (name) VALUES ('user')"); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, "INSERT INTO w1_events (foreign_id, timestamp, type) VALUES ('"+strconv.Itoa(i)+"', now(6), 1)")
+		var err error
+		if c.eng.pg() {
+			_, err = tx.ExecContext(ctx, "INSERT INTO w1_events (foreign_id, timestamp, type) VALUES ($1, statement_timestamp(), 1)", strconv.Itoa(i))
+		} else {
+			_, err = tx.ExecContext(ctx, "INSERT INTO w1_events (foreign_id, timestamp, type) VALUES ('"+strconv.Itoa(i)+"', now(6), 1)")
+		}
 		return err
 	}
 	withReflex := func(ctx context.Context, tx *sql.Tx, i int) error {
@@ -198,10 +210,10 @@ func (c *config) ensureCatchup(ctx context.Context) error {
 	if c.preloaded {
 		return nil
 	}
-	if err := createEvents(ctx, c.db, catchupTable); err != nil {
+	if err := createEvents(ctx, c.eng, c.db, catchupTable); err != nil {
 		return err
 	}
-	if err := preload(ctx, c.db, catchupTable, c.catchupN()); err != nil {
+	if err := preload(ctx, c.eng, c.db, catchupTable, c.catchupN()); err != nil {
 		return err
 	}
 	c.preloaded = true
@@ -216,7 +228,7 @@ func runW2(ctx context.Context, c *config, r *WorkloadReport) error {
 	if err := c.ensureCatchup(ctx); err != nil {
 		return err
 	}
-	raw, bestN, err := rawLoop(ctx, c.db, catchupTable, c.catchupN())
+	raw, bestN, err := rawLoop(ctx, c.eng, c.db, catchupTable, c.catchupN())
 	if err != nil {
 		return err
 	}
@@ -239,7 +251,7 @@ func runW2(ctx context.Context, c *config, r *WorkloadReport) error {
 
 // rawLoop reads the whole table with keyset pagination for each page size
 // and returns the best rate.
-func rawLoop(ctx context.Context, db *sql.DB, table string, n int) (float64, int, error) {
+func rawLoop(ctx context.Context, eng engine, db *sql.DB, table string, n int) (float64, int, error) {
 	var best float64
 	var bestN int
 	for _, limit := range []int{1000, 5000, 10000} {
@@ -248,7 +260,7 @@ func rawLoop(ctx context.Context, db *sql.DB, table string, n int) (float64, int
 			cursor int64
 			got    int
 		)
-		q := "SELECT id, foreign_id, timestamp, type, metadata FROM " + table + " WHERE id > ? ORDER BY id LIMIT " + strconv.Itoa(limit)
+		q := eng.q("SELECT id, foreign_id, timestamp, type, metadata FROM " + table + " WHERE id > ? ORDER BY id LIMIT " + strconv.Itoa(limit))
 		for {
 			rows, err := db.QueryContext(ctx, q, cursor)
 			if err != nil {
@@ -297,7 +309,7 @@ func runW3(ctx context.Context, c *config, r *WorkloadReport) error {
 		return err
 	}
 	if c.rawRate == 0 {
-		raw, _, err := rawLoop(ctx, c.db, catchupTable, c.catchupN())
+		raw, _, err := rawLoop(ctx, c.eng, c.db, catchupTable, c.catchupN())
 		if err != nil {
 			return err
 		}
@@ -307,7 +319,8 @@ func runW3(ctx context.Context, c *config, r *WorkloadReport) error {
 	if err != nil {
 		return err
 	}
-	events := rsql.NewEventsTable(catchupTable)
+	events := c.events(catchupTable)
+	defer events.Close()
 	rs := reflex.NewServer()
 	gs := grpc.NewServer()
 	reflexpb.RegisterReflexServer(gs, rs.ReflexServer(events.ToStream(c.db)))
@@ -373,10 +386,15 @@ func runCatchup(ctx context.Context, stream reflex.StreamFunc) (int, float64, er
 	return n, secs, nil
 }
 
+// events returns the events table name in the benchmark's dialect.
+func (c *config) events(name string) *rsql.EventsTable {
+	return rsql.NewEventsTable(name, rsql.WithEventsDialect(c.eng.dialect))
+}
+
 // runChild runs this executable in child mode and returns its standard
 // output and its peak RSS in KiB.
 func (c *config) runChild(ctx context.Context, args ...string) (string, int64, error) {
-	head := []string{"child", args[0], "-dsn", c.dsn}
+	head := []string{"child", args[0], "-engine", c.eng.name, "-dsn", c.dsn}
 	if c.cpuProfile != "" {
 		c.children++
 		head = append(head, "-cpuprofile", fmt.Sprintf("%s.%s.%d", c.cpuProfile, args[0], c.children))
@@ -406,7 +424,7 @@ func (c *config) tailDuration() time.Duration {
 }
 
 func setupW4(c *config) string {
-	return fmt.Sprintf("a writer commits %d events/s for %s (one event per transaction, foreign id = sequence number); one consumer tails from the head through reflex.Run with default table options; latency = consume time - commit time. (a) writer in this process calls the returned notify func; (b) writer is a separate process with its own table instance.", tailRate, c.tailDuration())
+	return fmt.Sprintf("a writer commits %d events/s for %s (one event per transaction, foreign id = sequence number); one consumer tails from the head through reflex.Run with default table options; latency = consume time - commit time. (a) writer in this process calls the returned notify func; (b) writer is a separate process with its own table instance, calling the returned notify func (on MySQL it wakes nothing in the consumer's process, which finds the rows by polling; on PostgreSQL it sends a NOTIFY).", tailRate, c.tailDuration())
 }
 
 // tail is the shared state of a tailing workload.
@@ -551,10 +569,11 @@ func percentiles(r *WorkloadReport, prefix string, lat []int64, p99Target string
 }
 
 func runW4a(ctx context.Context, c *config, r *WorkloadReport) error {
-	if err := createEvents(ctx, c.db, "w4_events"); err != nil {
+	if err := createEvents(ctx, c.eng, c.db, "w4_events"); err != nil {
 		return err
 	}
-	events := rsql.NewEventsTable("w4_events")
+	events := c.events("w4_events")
+	defer events.Close()
 	n := int(c.tailDuration().Seconds()) * tailRate
 	t := newTail(n, 1)
 	err := runTail(ctx, c.db, events, t, func(ctx context.Context) error {
@@ -576,14 +595,15 @@ func runW4a(ctx context.Context, c *config, r *WorkloadReport) error {
 }
 
 func runW4b(ctx context.Context, c *config, r *WorkloadReport) error {
-	if err := createEvents(ctx, c.db, "w4_events"); err != nil {
+	if err := createEvents(ctx, c.eng, c.db, "w4_events"); err != nil {
 		return err
 	}
-	events := rsql.NewEventsTable("w4_events")
+	events := c.events("w4_events")
+	defer events.Close()
 	n := int(c.tailDuration().Seconds()) * tailRate
 	t := newTail(n, 1)
 	err := runTail(ctx, c.db, events, t, func(ctx context.Context) error {
-		cmd := exec.CommandContext(ctx, c.self, "child", "writer", "-dsn", c.dsn, "-table", "w4_events", "-n", strconv.Itoa(n))
+		cmd := exec.CommandContext(ctx, c.self, "child", "writer", "-engine", c.eng.name, "-dsn", c.dsn, "-table", "w4_events", "-n", strconv.Itoa(n))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
@@ -610,7 +630,11 @@ func runW4b(ctx context.Context, c *config, r *WorkloadReport) error {
 	if err != nil {
 		return err
 	}
-	percentiles(r, "latency ", t.seen[0], "<= 100")
+	target := "<= 100" // the poll interval, 50 ms
+	if c.eng.pg() {
+		target = "<= 5" // LISTEN/NOTIFY
+	}
+	percentiles(r, "latency ", t.seen[0], target)
 	return nil
 }
 
@@ -619,25 +643,39 @@ func runW4b(ctx context.Context, c *config, r *WorkloadReport) error {
 const w5Consumers = 32
 
 func setupW5(c *config) string {
-	return fmt.Sprintf("%d consumers (one EventsTable, one *sql.DB) tail from the head while a writer in this process commits %d events/s for %s; then a single consumer over the same period. SELECTs are the server's Com_select delta.", w5Consumers, tailRate, c.tailDuration())
+	selects := "the server's Com_select delta"
+	if c.eng.pg() {
+		selects = "the index and sequential scans of the events table (pg_stat_user_tables), read once the run's pool is closed"
+	}
+	return fmt.Sprintf("%d consumers (one EventsTable, one *sql.DB) tail from the head while a writer in this process commits %d events/s for %s; then a single consumer over the same period. SELECTs are %s.", w5Consumers, tailRate, c.tailDuration(), selects)
 }
 
 func runW5(ctx context.Context, c *config, r *WorkloadReport) error {
 	n := int(c.tailDuration().Seconds()) * tailRate
 	measure := func(consumers int) (*tail, int64, float64, error) {
-		if err := createEvents(ctx, c.db, "w5_events"); err != nil {
+		if err := createEvents(ctx, c.eng, c.db, "w5_events"); err != nil {
 			return nil, 0, 0, err
 		}
-		events := rsql.NewEventsTable("w5_events")
+		// A pool of the run's own: PostgreSQL counts a session's scans
+		// when it ends.
+		db, err := c.open()
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		defer db.Close()
+		db.SetMaxOpenConns(64)
+		db.SetMaxIdleConns(64)
+		events := c.events("w5_events")
+		defer events.Close()
 		t := newTail(n, consumers)
-		before, err := comSelect(ctx, c.db)
+		before, err := c.eng.selects(ctx, c.db, "w5_events")
 		if err != nil {
 			return nil, 0, 0, err
 		}
 		start := time.Now()
-		err = runTail(ctx, c.db, events, t, func(ctx context.Context) error {
+		err = runTail(ctx, db, events, t, func(ctx context.Context) error {
 			return pace(ctx, n, tailRate, func(seq int) error {
-				notify, err := writeOne(ctx, c.db, events, seq)
+				notify, err := writeOne(ctx, db, events, seq)
 				t.commits[seq].Store(time.Now().UnixNano())
 				if err != nil {
 					return err
@@ -647,8 +685,14 @@ func runW5(ctx context.Context, c *config, r *WorkloadReport) error {
 			})
 		})
 		secs := time.Since(start).Seconds()
-		after, err2 := comSelect(ctx, c.db)
-		return t, after - before - 1, float64(n) / secs, cmp.Or(err, err2)
+		events.Close()
+		db.Close()
+		after, err2 := c.eng.selects(ctx, c.db, "w5_events")
+		selects := after - before
+		if !c.eng.pg() {
+			selects-- // the Com_select of the read
+		}
+		return t, selects, float64(n) / secs, cmp.Or(err, err2)
 	}
 	_, singleSelects, _, err := measure(1)
 	if err != nil {
@@ -684,7 +728,11 @@ func (c *config) w6N() int {
 }
 
 func setupW6(c *config) string {
-	return fmt.Sprintf("reflex.Run over the first %d events of the W2 table (WithStreamToHead; no-op consumer) with: an rsql CursorsTable in async mode (default period) and a baseline store (alternating base, async, async, base; each rate the mean of two runs), then the CursorsTable in sync mode over the first 20,000 events. The baseline store keeps the cursor in memory and writes it with one plain UPDATE per flush period and at exit. Cursor writes are the server's Com_update+Com_insert delta.", c.w6N())
+	writes := "the server's Com_update+Com_insert delta"
+	if c.eng.pg() {
+		writes = "the rows inserted and updated in the cursors table (pg_stat_user_tables; one per statement), read once the run's pool is closed"
+	}
+	return fmt.Sprintf("reflex.Run over the first %d events of the W2 table (WithStreamToHead; no-op consumer) with: an rsql CursorsTable in async mode (default period) and a baseline store (alternating base, async, async, base; each rate the mean of two runs), then the CursorsTable in sync mode over the first 20,000 events. The baseline store keeps the cursor in memory and writes it with one plain UPDATE per flush period and at exit. Cursor writes are %s.", c.w6N(), writes)
 }
 
 func runW6(ctx context.Context, c *config, r *WorkloadReport) error {
@@ -694,16 +742,19 @@ func runW6(ctx context.Context, c *config, r *WorkloadReport) error {
 	if _, err := c.db.ExecContext(ctx, "DROP TABLE IF EXISTS w6_cursors"); err != nil {
 		return err
 	}
-	if _, err := c.db.ExecContext(ctx, rsql.CursorsSchema(rsql.MySQL, "w6_cursors")); err != nil {
+	if _, err := c.db.ExecContext(ctx, rsql.CursorsSchema(c.eng.dialect, "w6_cursors")); err != nil {
 		return err
 	}
-	events := rsql.NewEventsTable(catchupTable)
+	events := c.events(catchupTable)
+	defer events.Close()
 	// Bound the stream at event w6N by reading a view: a to-head run over
 	// the whole table, counted up to w6N, would measure more than asked;
 	// instead stop the consumer at w6N with a sentinel.
 	stopAt := c.w6N()
 	errEnough := errors.New("enough")
-	measure := func(name string, store reflex.CursorStore) (float64, int64, error) {
+	// measure runs the consumer with the store that mk makes on a pool of
+	// the run's own (PostgreSQL counts a session's writes when it ends).
+	measure := func(name string, mk func(db *sql.DB) (reflex.CursorStore, error)) (float64, int64, error) {
 		var n int
 		consumer := reflex.NewConsumer(name, func(context.Context, *reflex.Event) error {
 			if n++; n > stopAt {
@@ -711,7 +762,16 @@ func runW6(ctx context.Context, c *config, r *WorkloadReport) error {
 			}
 			return nil
 		})
-		before, err := writes(ctx, c.db)
+		db, err := c.open()
+		if err != nil {
+			return 0, 0, err
+		}
+		defer db.Close()
+		store, err := mk(db)
+		if err != nil {
+			return 0, 0, err
+		}
+		before, err := c.eng.writes(ctx, c.db, "w6_cursors")
 		if err != nil {
 			return 0, 0, err
 		}
@@ -726,30 +786,29 @@ func runW6(ctx context.Context, c *config, r *WorkloadReport) error {
 				return 0, 0, err
 			}
 		}
-		after, err := writes(ctx, c.db)
+		db.Close()
+		after, err := c.eng.writes(ctx, c.db, "w6_cursors")
 		return float64(stopAt) / secs, after - before, err
 	}
 	// Consumer names are unique per run: cursors only move forward.
 	w6Run++
 	name := func(kind string, i int) string { return fmt.Sprintf("%s_%d_%d", kind, w6Run, i) }
-	asyncTable := rsql.NewCursorsTable("w6_cursors")
+	asyncTable := rsql.NewCursorsTable("w6_cursors", rsql.WithCursorsDialect(c.eng.dialect))
 	defer asyncTable.Close()
 	// Baseline and async alternate (ABBA) so that neither profits from a
 	// warmer server or page cache; each rate is the mean of its two runs.
 	var baseRate, asyncRate float64
 	var baseWrites, asyncWrites int64
 	for i, kind := range []string{"base", "async", "async", "base"} {
-		var store reflex.CursorStore
-		if kind == "async" {
-			store = asyncTable.ToStore(c.db)
-		} else {
-			b := newUpdateStore(c.db, name(kind, i))
-			if _, err := c.db.ExecContext(ctx, "INSERT INTO w6_cursors (id, last_event_id, updated_at) VALUES (?, 0, now(6))", b.name); err != nil {
-				return err
+		mk := func(db *sql.DB) (reflex.CursorStore, error) { return asyncTable.ToStore(db), nil }
+		if kind == "base" {
+			mk = func(db *sql.DB) (reflex.CursorStore, error) {
+				b := newUpdateStore(c.eng, db, name(kind, i))
+				_, err := c.db.ExecContext(ctx, c.eng.q("INSERT INTO w6_cursors (id, last_event_id, updated_at) VALUES (?, 0, "+c.eng.now()+")"), b.name)
+				return b, err
 			}
-			store = b
 		}
-		rate, w, err := measure(name(kind, i), store)
+		rate, w, err := measure(name(kind, i), mk)
 		if err != nil {
 			return fmt.Errorf("%s: %w", kind, err)
 		}
@@ -763,9 +822,9 @@ func runW6(ctx context.Context, c *config, r *WorkloadReport) error {
 	}
 	// Sync mode writes once per event: 20,000 events are enough.
 	stopAt = min(stopAt, 20_000)
-	syncTable := rsql.NewCursorsTable("w6_cursors", rsql.WithCursorAsyncDisabled())
+	syncTable := rsql.NewCursorsTable("w6_cursors", rsql.WithCursorsDialect(c.eng.dialect), rsql.WithCursorAsyncDisabled())
 	defer syncTable.Close()
-	syncRate, syncWrites, err := measure(name("sync", 0), syncTable.ToStore(c.db))
+	syncRate, syncWrites, err := measure(name("sync", 0), func(db *sql.DB) (reflex.CursorStore, error) { return syncTable.ToStore(db), nil })
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -782,22 +841,10 @@ func runW6(ctx context.Context, c *config, r *WorkloadReport) error {
 // w6Run numbers W6's runs, to give each run its own consumer names.
 var w6Run int
 
-func writes(ctx context.Context, db *sql.DB) (int64, error) {
-	var total int64
-	for _, v := range []string{"Com_update", "Com_insert"} {
-		var name string
-		var n int64
-		if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE '"+v+"'").Scan(&name, &n); err != nil {
-			return 0, err
-		}
-		total += n
-	}
-	return total, nil
-}
-
 // updateStore is W6's baseline: the cursor lives in memory and one plain
 // UPDATE writes it per period (5 s, rsql's async default) and on Close.
 type updateStore struct {
+	eng    engine
 	db     *sql.DB
 	name   string
 	mu     sync.Mutex
@@ -805,8 +852,8 @@ type updateStore struct {
 	last   time.Time
 }
 
-func newUpdateStore(db *sql.DB, name string) *updateStore {
-	return &updateStore{db: db, name: name, last: time.Now()}
+func newUpdateStore(eng engine, db *sql.DB, name string) *updateStore {
+	return &updateStore{eng: eng, db: db, name: name, last: time.Now()}
 }
 
 func (s *updateStore) GetCursor(context.Context, string) (string, error) { return "", nil }
@@ -826,7 +873,7 @@ func (s *updateStore) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last = time.Now()
-	_, err := s.db.ExecContext(ctx, "UPDATE w6_cursors SET last_event_id = ?, updated_at = now(6) WHERE id = ?", s.cursor, s.name)
+	_, err := s.db.ExecContext(ctx, s.eng.q("UPDATE w6_cursors SET last_event_id = ?, updated_at = "+s.eng.now()+" WHERE id = ?"), s.cursor, s.name)
 	return err
 }
 
@@ -842,8 +889,15 @@ func child(args []string) int {
 	}
 	var dsn, table, cpuProfile string
 	var n, consumers int
+	eng := mysqlEngine
 	for i := 1; i+1 < len(args); i += 2 {
 		switch args[i] {
+		case "-engine":
+			var err error
+			if eng, err = engineNamed(args[i+1]); err != nil {
+				fmt.Fprintln(os.Stderr, "reflexbench child:", err)
+				return 2
+			}
 		case "-dsn":
 			dsn = args[i+1]
 		case "-cpuprofile":
@@ -862,14 +916,15 @@ func child(args []string) int {
 		return 1
 	}
 	defer stopProfile()
-	db, err := sql.Open("mysql", dsn)
+	db, err := sql.Open(eng.driver, dsn)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer db.Close()
 	ctx := context.Background()
-	events := rsql.NewEventsTable(table)
+	events := rsql.NewEventsTable(table, rsql.WithEventsDialect(eng.dialect))
+	defer events.Close()
 	switch args[0] {
 	case "catchup":
 		got, secs, err := runCatchup(ctx, events.ToStream(db))
@@ -885,9 +940,12 @@ func child(args []string) int {
 	case "writer":
 		w := bufio.NewWriter(os.Stdout)
 		err := pace(ctx, n, tailRate, func(seq int) error {
-			_, err := writeOne(ctx, db, events, seq)
+			notify, err := writeOne(ctx, db, events, seq)
 			fmt.Fprintf(w, "%d %d\n", seq, time.Now().UnixNano())
 			w.Flush()
+			if err == nil {
+				notify() // wakes other processes' streams on PostgreSQL
+			}
 			return err
 		})
 		w.Flush()
@@ -904,7 +962,7 @@ func child(args []string) int {
 	case "tailmem":
 		ctx, cancel := context.WithTimeout(ctx, tailMemDeadline(n))
 		defer cancel()
-		if err := childTailMem(ctx, db, table, n, consumers); err != nil {
+		if err := childTailMem(ctx, eng, db, table, n, consumers); err != nil {
 			fmt.Fprintln(os.Stderr, "tailmem:", err)
 			return 1
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"testing"
@@ -51,23 +52,37 @@ func OpenPG(tb testing.TB) *sql.DB {
 func OpenPGDSN(tb testing.TB) (*sql.DB, string) {
 	tb.Helper()
 	uri := PGURI(tb)
+	db, dsn, err := OpenPGDSNAt(tb, uri)
+	if err != nil {
+		if testing.Short() {
+			tb.Skipf("skipping PostgreSQL test in -short mode: %s=%q unreachable: %v", EnvPGURI, uri, err)
+		}
+		tb.Fatalf("dbtest: %s=%q: %v; %s", EnvPGURI, uri, err, pgHowTo)
+	}
+	return db, dsn
+}
+
+// OpenPGDSNAt creates a uniquely named database on the PostgreSQL server
+// of uri (a pgx URL of an existing database), returns a connection pool
+// to it (driver "pgx", session time zone UTC) and its DSN, and drops the
+// database when the test ends. It returns the error of a server it cannot
+// reach, and fails tb on other errors.
+func OpenPGDSNAt(tb testing.TB, uri string) (*sql.DB, string, error) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
 	u, err := url.Parse(uri)
 	if err != nil {
-		tb.Fatalf("dbtest: bad %s=%q: %v", EnvPGURI, uri, err)
+		tb.Fatalf("dbtest: bad PostgreSQL URL %q: %v", uri, err)
 	}
 	root, err := sql.Open("pgx", uri)
 	if err != nil {
-		tb.Fatalf("dbtest: bad %s=%q: %v", EnvPGURI, uri, err)
+		tb.Fatalf("dbtest: bad PostgreSQL URL %q: %v", uri, err)
 	}
 	defer root.Close()
 	if err := root.PingContext(ctx); err != nil {
-		if testing.Short() {
-			tb.Skipf("skipping PostgreSQL test in -short mode: %s=%q unreachable: %v", EnvPGURI, uri, err)
-		}
-		tb.Fatalf("dbtest: cannot reach PostgreSQL at %s=%q: %v; %s", EnvPGURI, uri, err, pgHowTo)
+		return nil, "", fmt.Errorf("cannot reach PostgreSQL: %w", err)
 	}
 
 	b := make([]byte, 6)
@@ -99,5 +114,5 @@ func OpenPGDSN(tb testing.TB) (*sql.DB, string) {
 		defer r.Close()
 		_, _ = r.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	})
-	return db, dsn
+	return db, dsn, nil
 }

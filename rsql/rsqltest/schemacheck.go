@@ -137,13 +137,19 @@ func GetNextEventsForTesting(ctx context.Context, _ testing.TB, dbc *sql.DB, tab
 
 // GetLatestIDForTesting returns the largest value of the ID column idField
 // of eventTable, 0 for an empty table: rsql.EventsTable.Head, with names
-// quoted for MySQL (SQLite accepts them too). An invalid name (see
-// rsql.CheckName) is an error.
+// quoted for MySQL (SQLite accepts them too), or for PostgreSQL on a
+// PostgreSQL database (where the MySQL query fails with
+// rsql.ErrWrongDialect). An invalid name (see rsql.CheckName) is an
+// error.
 func GetLatestIDForTesting(ctx context.Context, _ testing.TB, dbc *sql.DB, eventTable, idField string) (int64, error) {
 	for _, name := range []string{eventTable, idField} {
 		if err := rsql.CheckName(name); err != nil {
 			return 0, fmt.Errorf("rsqltest: GetLatestIDForTesting: %w", err)
 		}
 	}
-	return rsql.NewEventsTable(eventTable, rsql.WithEventIDField(idField)).Head(ctx, dbc)
+	id, err := rsql.NewEventsTable(eventTable, rsql.WithEventIDField(idField)).Head(ctx, dbc)
+	if errors.Is(err, rsql.ErrWrongDialect) {
+		id, err = rsql.NewEventsTable(eventTable, rsql.WithEventIDField(idField), rsql.WithEventsDialect(rsql.PostgreSQL)).Head(ctx, dbc)
+	}
+	return id, err
 }

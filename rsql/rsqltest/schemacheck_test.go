@@ -17,16 +17,20 @@ import (
 	"github.com/seed-e488ba2e/reflex/internal/dbtest"
 	"github.com/seed-e488ba2e/reflex/rsql"
 	"github.com/seed-e488ba2e/reflex/rsql/rsqltest"
+	"github.com/seed-e488ba2e/reflex/rsql/rsqltest/pgtest"
 	"github.com/seed-e488ba2e/reflex/rsql/rsqltest/sqlitetest"
 )
 
 func databases(t *testing.T) map[string]*sql.DB {
-	return map[string]*sql.DB{"mysql": dbtest.Open(t), "sqlite": sqlitetest.Open(t)}
+	return map[string]*sql.DB{"mysql": dbtest.Open(t), "postgres": pgtest.Open(t, dbtest.PGURI(t)), "sqlite": sqlitetest.Open(t)}
 }
 
 func dialect(name string) rsql.Dialect {
-	if name == "sqlite" {
+	switch name {
+	case "sqlite":
 		return rsql.SQLite
+	case "postgres":
+		return rsql.PostgreSQL
 	}
 	return rsql.MySQL
 }
