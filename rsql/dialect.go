@@ -81,6 +81,7 @@ type dialect interface {
 	// cursors_dialect.go).
 	cursorsDialect
 	leasesDialect // the SQL of leases tables and fenced cursor writes (leases_dialect.go)
+	trimDialect   // the SQL of trimming events tables (trim_sql.go)
 }
 
 type mysqlDialect struct{}

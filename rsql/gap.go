@@ -215,7 +215,11 @@ const (
 // fillGap fills the IDs of g with noops, waiting for those that are
 // being written. It gives up on the first error, or when ctx is done.
 func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
-	for lo := g.Prev + 1; lo < g.Next; lo += fillChunk {
+	first, err := t.untrimmedFrom(ctx, db, g.Prev+1) // never fill trimmed IDs (trim.go)
+	if err != nil {
+		return
+	}
+	for lo := first; lo < g.Next; lo += fillChunk {
 		if err := t.fillRange(ctx, db, lo, min(lo+fillChunk, g.Next)); err != nil {
 			return
 		}
