@@ -453,7 +453,9 @@ func (c *tieredClient) trimmedUnder(err error) bool {
 	if c.ctx.Err() != nil || reflex.IsHeadReachedErr(err) {
 		return false
 	}
-	var tr interface{ Trimmed() (cursor, through int64) }
+	var tr interface {
+		Trimmed() (cursor, through int64)
+	}
 	if errors.As(err, &tr) {
 		cur, thru := tr.Trimmed()
 		if !c.known {
@@ -532,7 +534,9 @@ func (c *tieredClient) probeOnce() (retry bool, err error) {
 	case reflex.IsHeadReachedErr(err):
 		return false, nil
 	case err != nil:
-		var tr interface{ Trimmed() (cursor, through int64) }
+		var tr interface {
+			Trimmed() (cursor, through int64)
+		}
 		if errors.As(err, &tr) {
 			return true, nil
 		}
