@@ -45,11 +45,20 @@ type tieredEnv struct {
 // perObject events.
 func newTieredEnv(t testing.TB, db *sql.DB, d rsql.Dialect, raw *blob.Bucket, perObject int, opts ...rblob.TieredOption) *tieredEnv {
 	t.Helper()
+	return newTieredEnvTable(t, db, d, raw, perObject, nil, opts...)
+}
+
+// newTieredEnvTable is newTieredEnv with options for the table.
+func newTieredEnvTable(t testing.TB, db *sql.DB, d rsql.Dialect, raw *blob.Bucket, perObject int, topts []rsql.EventsOption, opts ...rblob.TieredOption) *tieredEnv {
+	t.Helper()
 	tables := rsqltest.Tables{Dialect: d}
 	tables.CreateEventsTable(t, db, "events")
 	env := &tieredEnv{db: db, raw: raw, store: rpatterns.MemCursorStore()}
 	env.table = rsql.NewEventsTable("events", rsql.WithEventsDialect(d), rsql.WithEventMetadataField("metadata"),
 		rsql.WithEventTraceField("trace"), rsql.WithEventsBackoff(5*time.Millisecond))
+	if len(topts) > 0 {
+		env.table = env.table.Clone(topts...)
+	}
 	t.Cleanup(func() { _ = env.table.Close() })
 	env.bucket = rblob.NewBucket("tiered", raw, rblob.WithBackoff(testBackoff))
 	env.archiver = rblob.NewArchiver(raw, "archiver", rblob.WithArchiveMaxEvents(perObject), rblob.WithArchiveMaxAge(0))

@@ -98,6 +98,12 @@ func (e *TrimmedError) Unwrap() error { return ErrTrimmed }
 // trimmed table by this method (it does not import rsql).
 func (e *TrimmedError) Trimmed() (cursor, through int64) { return e.Cursor, e.Through }
 
+// IsNoop reports whether e, from an events table's stream, is a noop
+// event: foreign ID "0" and type 0, as written by the gap filler (and the
+// trimmer's marker). Streams skip them unless WithIncludeNoopEvents; give
+// it to rblob.WithTieredDense for an archive written with them.
+func IsNoop(e *reflex.Event) bool { return isNoopEvent(e) }
+
 // isTrimMarker reports whether e, loaded from a table, is its trim marker.
 func isTrimMarker(e *reflex.Event) bool {
 	return e.Type != nil && isNoopEvent(e) && e.Timestamp.Before(trimMarkerBefore)
