@@ -348,4 +348,3 @@ func TestStreamTieredBadInput(t *testing.T) {
 		t.Errorf("failing TrimmedFunc: %v", err)
 	}
 }
-
