@@ -110,19 +110,26 @@ func isTrimMarker(e *reflex.Event) bool {
 }
 
 // beforeTrimMarker checks the rows loaded after prev for the table's trim
-// marker, before the gap detector: a marker first is a *TrimmedError; rows
-// before it (left below the marker by MarkTrimmed until their partition
-// is dropped) are returned alone, and the next load finds the marker
-// first.
+// marker, before the gap detector. The rows below a marker are trimmed
+// too: they are returned only while they follow on from prev without a
+// gap (rows that MarkTrimmed left, until their partition is dropped, are
+// the table's oldest and have no gaps), and the next load goes on from
+// them; otherwise (a marker first, or rows that do not follow on, whose
+// missing IDs may be trimmed ones) the load fails with a *TrimmedError,
+// so that no trimmed ID is ever skipped or taken for a gap.
 func (t *EventsTable) beforeTrimMarker(prev int64, b batch) (batch, error) {
 	for i, e := range b.events {
 		if !isTrimMarker(e) {
 			continue
 		}
-		if i == 0 {
-			return batch{}, &TrimmedError{Table: t.name, Cursor: prev, Through: b.ids[0]}
+		n := 0
+		for n < i && b.ids[n] == prev+1+int64(n) {
+			n++
 		}
-		b.events, b.ids, b.full, b.head = b.events[:i], b.ids[:i], false, false
+		if n == 0 {
+			return batch{}, &TrimmedError{Table: t.name, Cursor: prev, Through: b.ids[i]}
+		}
+		b.events, b.ids, b.full, b.head = b.events[:n], b.ids[:n], false, false
 		return b, nil
 	}
 	return b, nil
@@ -409,25 +416,29 @@ func (tr *Trimmer) TrimBelow(ctx context.Context, id int64) (TrimResult, error) 
 	return tr.pass(ctx, id, false, true)
 }
 
-// MarkTrimmed moves the trim marker onto the last event below below (within
-// the archive and consumer limits, the retention aside) without deleting
-// the rows under it, for tables trimmed by dropping partitions: mark the
-// first event of the oldest partition to keep (below = its ID + 1), then
-// drop the partitions below it. Until they are dropped, streams still read
-// the rows below the marker and fail with ErrTrimmed only when they reach
-// it, and TrimmedThrough returns 0. It runs one query and one UPDATE; with
-// WithTrimUnarchived and no consumers it returns an error, since it does
-// not read the rows below the marker to check that no ID is missing. Do
-// not run Trim on such a table: it would delete the partition's rows in
-// chunks. Errors are as for TrimBelow.
-func (tr *Trimmer) MarkTrimmed(ctx context.Context, below int64) (TrimResult, error) {
-	if below <= 0 {
-		return TrimResult{}, fmt.Errorf("rsql: MarkTrimmed(%d) on %s: the id must be positive", below, tr.t.name)
+// MarkTrimmed moves the trim marker onto the event with ID first (or, if
+// first is a noop, the next event), within the archive and consumer limits
+// (the retention aside), without deleting the rows below it: for tables
+// trimmed by dropping partitions (see the partitioned schema files). Give
+// it the first ID of the oldest partition to keep, check that the result's
+// Through lies in that partition, then drop the partitions below it. Until
+// they are dropped, streams read the rows below the marker (they follow on
+// without gaps) and fail with ErrTrimmed when they reach it, and
+// TrimmedThrough returns 0. It returns the result unchanged (Stop says
+// why) if the event is past a limit or the marker is already past it. It
+// runs one query and one UPDATE; with WithTrimUnarchived and no consumers
+// it returns an error, since it does not read the rows below first to
+// check that no ID is missing. Do not run Trim or Run on such a table:
+// they would delete the partitions' rows in chunks. A first that is not
+// positive is an error; other errors are as for TrimBelow.
+func (tr *Trimmer) MarkTrimmed(ctx context.Context, first int64) (TrimResult, error) {
+	if first <= 0 {
+		return TrimResult{}, fmt.Errorf("rsql: MarkTrimmed(%d) on %s: the id must be positive", first, tr.t.name)
 	}
 	if tr.cfg.archive == nil && len(tr.cfg.consumers) == 0 {
 		return TrimResult{}, fmt.Errorf("rsql: MarkTrimmed on %s: needs WithTrimArchive or WithTrimConsumers, whose cursors never pass a missing ID", tr.t.name)
 	}
-	return tr.pass(ctx, below, false, false)
+	return tr.pass(ctx, first, false, false)
 }
 
 // Run runs Trim, then waits the interval (WithTrimInterval), until ctx is
@@ -555,12 +566,16 @@ func (c trimCursor) read(ctx context.Context, table string) (int64, error) {
 // from the first one scanned (or the previous marker) up to the last
 // trimmable event and turns that event's row into the marker.
 func (p *trimPass) run(ctx context.Context, below int64, del bool) error {
+	if !del {
+		limit, why, err := p.limit(ctx, math.MaxInt64)
+		if err != nil {
+			return err
+		}
+		return p.mark(ctx, below, limit, why)
+	}
 	limit, why, err := p.limit(ctx, below)
 	if err != nil {
 		return err
-	}
-	if !del {
-		return p.mark(ctx, limit, why)
 	}
 	chunk := p.tr.cfg.chunk
 	var (
@@ -716,27 +731,58 @@ func (p *trimPass) markRow(ctx context.Context, dbc DBC, id int64) error {
 	return nil
 }
 
-// mark is the pass of MarkTrimmed: it moves the marker onto the last event
-// at or below limit, found by reading down from limit.
-func (p *trimPass) mark(ctx context.Context, limit int64, why TrimStop) error {
+// mark is the pass of MarkTrimmed: it moves the marker onto the first
+// event at or after first, if that is within limit.
+func (p *trimPass) mark(ctx context.Context, first, limit int64, why TrimStop) error {
 	tr := p.tr
 	through, err := tr.t.TrimmedThrough(ctx, tr.db)
 	if err != nil {
 		return err
 	}
 	p.res.Through = through
-	p.res.Stop = why
-	if limit <= through {
+	q := tr.q.q
+	if through == 0 {
+		// Rows may be left below the marker: look for it under first.
+		s := q.stmt()
+		s.sql("SELECT ", q.id, ", ", q.typ, ", ", q.foreignID, ", ", q.time, " FROM ", q.table, " WHERE ", q.id, " < ")
+		s.val(first)
+		s.sql(" ORDER BY ", q.id, " DESC LIMIT ")
+		s.val(tr.cfg.chunk)
+		if _, err := p.markScan(ctx, s, true); err != nil {
+			return err
+		}
+	}
+	s := q.stmt()
+	s.sql("SELECT ", q.id, ", ", q.typ, ", ", q.foreignID, ", ", q.time, " FROM ", q.table, " WHERE ", q.id, " >= ")
+	s.val(first)
+	s.sql(" ORDER BY ", q.id, " LIMIT ")
+	s.val(tr.cfg.chunk)
+	cand, err := p.markScan(ctx, s, false)
+	if err != nil {
+		return err
+	}
+	switch {
+	case cand == 0 || cand <= p.res.Through:
+		p.res.Stop = TrimStopHead
+		return nil
+	case cand > limit:
+		p.res.Stop = why
 		return nil
 	}
-	s := tr.q.q.stmt()
-	q := tr.q.q
-	s.sql("SELECT ", q.id, ", ", q.typ, ", ", q.foreignID, ", ", q.time, " FROM ", q.table, " WHERE ", q.id, " <= ")
-	s.val(limit)
-	s.sql(" ORDER BY ", q.id, " DESC LIMIT ")
-	s.val(tr.cfg.chunk)
+	if err := p.markRow(ctx, tr.db, cand); err != nil {
+		return err
+	}
+	p.res.Rows, p.res.Through, p.res.Stop = 1, cand, TrimStopBelow
+	return nil
+}
+
+// markScan reads the rows of s (ID, type, foreign ID, time) up to the
+// first event or marker: it returns the event's ID (unless markerOnly),
+// and raises the result's Through to the marker's.
+func (p *trimPass) markScan(ctx context.Context, s *sqlStmt, markerOnly bool) (int64, error) {
+	tr := p.tr
 	var cand int64
-	err = p.timed(func() error {
+	err := p.timed(func() error {
 		rows, err := tr.db.QueryContext(ctx, s.String(), s.args...)
 		if err != nil {
 			return err
@@ -751,28 +797,21 @@ func (p *trimPass) mark(ctx context.Context, limit int64, why TrimStop) error {
 			if err := rows.Scan(&id, &typ, &fid, &ts); err != nil {
 				return err
 			}
-			if !isNoop(string(fid), int(typ)) {
-				cand = id
+			if ts.Before(trimMarkerBefore) && isNoop(string(fid), int(typ)) {
+				p.res.Through = max(p.res.Through, id)
 				break
 			}
-			if ts.Before(trimMarkerBefore) {
-				p.res.Through = max(p.res.Through, id)
-				break // marked already
+			if !markerOnly && !isNoop(string(fid), int(typ)) {
+				cand = id
+				break
 			}
 		}
 		return rows.Err()
 	})
 	if err != nil {
-		return fmt.Errorf("rsql: trim %s: scan: %w", tr.t.name, err)
+		return 0, fmt.Errorf("rsql: trim %s: scan: %w", tr.t.name, err)
 	}
-	if cand <= p.res.Through {
-		return nil
-	}
-	if err := p.markRow(ctx, tr.db, cand); err != nil {
-		return err
-	}
-	p.res.Rows, p.res.Through = 1, cand
-	return nil
+	return cand, nil
 }
 
 // oldest sets the oldest retained event of the result.

@@ -417,9 +417,9 @@ func TestMarkTrimmed(t *testing.T) {
 		insertN(t, env.db, env.table, 1, 30)
 		env.setArchived(t, 25)
 		tr := env.trimmer(t, time.Hour)
-		r, err := tr.MarkTrimmed(ctx, 21)
-		if err != nil || r.Through != 20 || r.Rows != 1 || r.Oldest != 21 {
-			t.Fatalf("MarkTrimmed(21) = %+v, %v; want the marker on 20", r, err)
+		r, err := tr.MarkTrimmed(ctx, 20)
+		if err != nil || r.Through != 20 || r.Rows != 1 || r.Oldest != 21 || r.Stop != rsql.TrimStopBelow {
+			t.Fatalf("MarkTrimmed(20) = %+v, %v; want the marker on 20", r, err)
 		}
 		env.wantRows(t, 0, 1, 30) // nothing deleted
 		// Streams read the rows below the marker, then fail at it.
@@ -431,16 +431,34 @@ func TestMarkTrimmed(t *testing.T) {
 		if th, err := env.table.TrimmedThrough(ctx, env.db); th != 0 || err != nil {
 			t.Errorf("TrimmedThrough with rows below the marker = %d, %v; want 0", th, err)
 		}
-		// "Drop the partition".
-		if _, err := env.db.ExecContext(ctx, "DELETE FROM "+env.table.Name()+" WHERE id < 20"); err != nil {
+		// The archive bounds the marker.
+		if r, err := tr.MarkTrimmed(ctx, 26); err != nil || r.Through != 20 || r.Stop != rsql.TrimStopArchive {
+			t.Errorf("MarkTrimmed(26) = %+v, %v; want the marker left on 20, stopped by the archive", r, err)
+		}
+		// "Drop the partition", leaving a stray row below the marker:
+		// streams from below fail at once (they must not skip the
+		// dropped IDs, nor take them for a gap).
+		if _, err := env.db.ExecContext(ctx, "DELETE FROM "+env.table.Name()+" WHERE id < 20 AND id <> 12"); err != nil {
+			t.Fatal(err)
+		}
+		uncached := env.table.Clone(rsql.WithoutEventsCache()) // the cache holds 6..19 read above
+		t.Cleanup(func() { _ = uncached.Close() })
+		for _, after := range []string{"", "5"} {
+			got, err := recvErr(t, uncached.ToStream(env.db), after)
+			cur, _ := strconv.ParseInt(after, 10, 64)
+			if len(got) != 0 {
+				t.Errorf("after %q: %v before the error, want none", after, ids(got))
+			}
+			wantTrimmed(t, err, cur, 20)
+		}
+		if _, err := env.db.ExecContext(ctx, "DELETE FROM "+env.table.Name()+" WHERE id = 12"); err != nil {
 			t.Fatal(err)
 		}
 		if th, err := env.table.TrimmedThrough(ctx, env.db); th != 20 || err != nil {
 			t.Errorf("TrimmedThrough = %d, %v; want 20", th, err)
 		}
-		// The archive bounds the marker.
-		if r, err := tr.MarkTrimmed(ctx, 1000); err != nil || r.Through != 25 || r.Stop != rsql.TrimStopArchive {
-			t.Errorf("MarkTrimmed(1000) = %+v, %v; want the marker on 25", r, err)
+		if r, err := tr.MarkTrimmed(ctx, 25); err != nil || r.Through != 25 {
+			t.Errorf("MarkTrimmed(25) = %+v, %v; want the marker on 25", r, err)
 		}
 	})
 }
@@ -485,13 +503,12 @@ func TestTrimRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.NewTrim(table.Name())
-	rowsBefore := value(m.Rows)
+	rowsBefore, passesBefore := value(m.Rows), value(m.PassesOK)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx) }()
 	err = testguard.Poll(time.Minute, 5*time.Millisecond, "the first pass", func() (int64, bool, error) {
-		th, err := table.TrimmedThrough(t.Context(), db)
-		return th, th == 12, err
+		return 0, value(m.PassesOK) > passesBefore, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -504,6 +521,9 @@ func TestTrimRun(t *testing.T) {
 		}
 	case <-time.After(guard):
 		t.Fatal("Run did not return after cancel")
+	}
+	if th, err := table.TrimmedThrough(t.Context(), db); th != 12 || err != nil {
+		t.Errorf("TrimmedThrough after the first pass = %d, %v; want 12", th, err)
 	}
 	if got := value(m.Rows) - rowsBefore; got != 12 {
 		t.Errorf("trimmed rows metric +%v, want +12", got)
