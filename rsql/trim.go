@@ -177,7 +177,7 @@ func (t *EventsTable) untrimmedFrom(ctx context.Context, db *sql.DB, id int64) (
 const (
 	// DefaultTrimChunk is the number of rows a Trimmer deletes per
 	// transaction.
-	DefaultTrimChunk = 1000
+	DefaultTrimChunk = 500
 	// DefaultTrimInterval is how long Trimmer.Run waits between passes.
 	DefaultTrimInterval = time.Minute
 )
@@ -261,7 +261,7 @@ func WithTrimConsumers(store reflex.CursorStore, names ...string) TrimOption {
 
 // WithTrimChunk sets how many rows the Trimmer deletes per transaction,
 // bounding how long each statement runs and how many rows it locks. The
-// default is DefaultTrimChunk (1,000); rows must be positive. A chunk may
+// default is DefaultTrimChunk (500); rows must be positive. A chunk may
 // delete more rows only to pass a run of noop events (rolled-back inserts
 // filled by the gap filler) longer than rows, since the marker moves only
 // onto real events.

@@ -24,7 +24,7 @@ var trimN = flag.Int("rsql.trim", 1_000_000, "rows trimmed by BenchmarkTrim")
 // measured: the metrics come from the pass alone); run it with
 // -benchtime=1x.
 func BenchmarkTrim(b *testing.B) {
-	for _, chunk := range []int{rsql.DefaultTrimChunk, 500, 2000, 5000} {
+	for _, chunk := range []int{rsql.DefaultTrimChunk, 250, 1000, 5000} {
 		b.Run(fmt.Sprintf("rows=%d/chunk=%d", *trimN, chunk), func(b *testing.B) {
 			db := dbtest.Open(b)
 			ctx := context.Background()
