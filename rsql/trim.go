@@ -33,9 +33,11 @@ import (
 //     the marker row among its rows, in the same snapshot as the rows (the
 //     chunk's DELETE and UPDATE commit together), so a stream can never
 //     mistake trimmed IDs for a gap, nor pass them silently: the load
-//     fails with a *TrimmedError (ErrTrimmed). A cursor at or above M never
-//     sees the marker, and costs nothing. The marker's old timestamp makes
-//     lagging loads see it too.
+//     fails with a *TrimmedError (ErrTrimmed) (see beforeTrimMarker for
+//     rows left below the marker). A cursor at or above M never sees the
+//     marker, and costs nothing but a check of the noop events it loads.
+//     The marker's old timestamp makes lagging loads see it too.
+//     LoadEvents, the raw loader, returns the marker as the noop it is.
 //   - The table is never emptied by trimming (the marker stays), so its
 //     maximum ID, and with it the ID counter of engines that derive the
 //     counter from it after a restart, never goes back.
