@@ -35,7 +35,7 @@ import (
 //     mistake trimmed IDs for a gap, nor pass them silently: the load
 //     fails with a *TrimmedError (ErrTrimmed) (see beforeTrimMarker for
 //     rows left below the marker). A cursor at or above M never sees the
-//     marker, and costs nothing but a check of the noop events it loads.
+//     marker, and costs only a check of each event it loads.
 //     The marker's old timestamp makes lagging loads see it too.
 //     LoadEvents, the raw loader, returns the marker as the noop it is.
 //   - The table is never emptied by trimming (the marker stays), so its
