@@ -99,6 +99,7 @@ type dialect interface {
 	cursorsDialect
 	leasesDialect // the SQL of leases tables and fenced cursor writes (leases_dialect.go)
 	eventsDialect // how events tables fill gaps and wake other processes (events_dialect.go)
+	trimDialect   // the SQL of trimming events tables (trim_sql.go)
 }
 
 type mysqlDialect struct{}

@@ -126,6 +126,9 @@ func (t *EventsTable) loadGapped(ctx context.Context, db *sql.DB, prev int64, la
 	if err != nil {
 		return batch{}, err
 	}
+	if b, err = t.beforeTrimMarker(prev, b); err != nil {
+		return batch{}, err // trimmed IDs are not a gap (trim.go)
+	}
 	cur := prev
 	for i, id := range b.ids {
 		if id <= cur {

@@ -221,11 +221,15 @@ const (
 // are filled in one pass rather than one detected gap at a time. It gives
 // up on the first error, or when ctx is done.
 func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
+	first, err := t.untrimmedFrom(ctx, db, g.Prev+1) // never fill trimmed IDs (trim.go)
+	if err != nil {
+		return
+	}
 	end := g.Next
 	if top, err := t.maxIDIn(ctx, db, g.Prev+1, g.Prev+1+fillChunk); err == nil {
 		end = max(end, top)
 	}
-	for lo := g.Prev + 1; lo < end; lo += fillChunk {
+	for lo := first; lo < end; lo += fillChunk {
 		if err := t.d.fillRange(ctx, t, db, lo, min(lo+fillChunk, end)); err != nil {
 			break
 		}
