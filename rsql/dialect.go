@@ -81,6 +81,7 @@ type dialect interface {
 	// cursors_dialect.go).
 	cursorsDialect
 	leasesDialect // the SQL of leases tables and fenced cursor writes (leases_dialect.go)
+	adminDialect  // the SQL of the operators' functions (admin_dialect.go)
 }
 
 type mysqlDialect struct{}
