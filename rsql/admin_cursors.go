@@ -148,19 +148,19 @@ func leaseNames(consumer string) []string {
 // RunningLease returns the lease among leases that shows consumer (a
 // cursor's name) running, and true, or false if none does. A consumer
 // runs while one of these leases is held (its owner is not empty and it
-// has time left): a lease named consumer with a shard of 0 or more
-// (rpatterns.RunLeased and HoldLease, or RunSharded with that name), or,
-// for a consumer named "<name>_<m>_of_<n>" (the default name of the
-// shards of rpatterns.RunSharded), shard m-1 of n of the lease name.
-// Shards named otherwise (WithShardOptions) are not recognised: stop
-// their members before moving their cursors.
+// has time left): the lease named consumer, shard 0 of 1
+// (rpatterns.RunLeased and HoldLease), or, for a consumer named
+// "<name>_<m>_of_<n>" (the default name of the shards of
+// rpatterns.RunSharded), shard m-1 of n of the lease name. Shards named
+// otherwise (WithShardOptions) are not recognised: stop their members
+// before moving their cursors.
 func RunningLease(consumer string, leases []rpatterns.LeaseState) (rpatterns.LeaseState, bool) {
 	m := shardName.FindStringSubmatch(consumer)
 	for _, l := range leases {
 		if l.Owner == "" || l.Left <= 0 || l.Shard < 0 {
 			continue
 		}
-		if l.Name == consumer {
+		if l.Name == consumer && l.Shard == 0 && l.Shards == 1 {
 			return l, true
 		}
 		if m != nil && l.Name == m[1] && strconv.Itoa(l.Shard+1) == m[2] && strconv.Itoa(l.Shards) == m[3] {

@@ -323,7 +323,7 @@ func (t *EventsTable) openGaps(ctx context.Context, db *sql.DB, from int64, limi
 	q.sql(") g WHERE g.next_id > g.prev_id + 1 ORDER BY g.prev_id LIMIT ")
 	q.val(limit)
 	var (
-		gaps []OpenGap
+		gaps  []OpenGap
 		nexts []int64
 	)
 	err := scanRows(ctx, db, q, func(rows *sql.Rows) error {
@@ -388,4 +388,22 @@ func scanRows(ctx context.Context, dbc DBC, q *sqlStmt, scan func(*sql.Rows) err
 		}
 	}
 	return rows.Err()
+}
+
+// ColumnNames returns the names of the table's columns (lower case, in
+// no particular order) as the catalog lists them, read once per table
+// value; an error wrapping ErrSchema if the table does not exist.
+func (t *EventsTable) ColumnNames(ctx context.Context, dbc DBC) ([]string, error) {
+	if isNilDBC(dbc) {
+		return nil, fmt.Errorf("rsql: events table %s: nil DBC", t.name)
+	}
+	cols, err := t.cols.get(ctx, dbc)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(cols))
+	for n := range cols {
+		names = append(names, n)
+	}
+	return names, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/seed-e488ba2e/reflex/internal/bounded"
@@ -28,6 +29,10 @@ var (
 	// Nothing was changed.
 	ErrCursorChanged = errors.New("rsql: cursor changed since it was read")
 )
+
+// testHookMoveLocked, if set, is called by MoveCursor inside its
+// transaction, after the lease check.
+var testHookMoveLocked atomic.Pointer[func()]
 
 // CursorAuditSchema returns the DDL (CREATE TABLE IF NOT EXISTS) of a
 // cursor audit table named table in dialect d: columns id
@@ -229,6 +234,9 @@ func (a *CursorAuditTable) move(ctx context.Context, db *sql.DB, cursors *Cursor
 		if err := a.checkLeases(ctx, tx, leases, m); err != nil {
 			return CursorAudit{}, err
 		}
+	}
+	if h := testHookMoveLocked.Load(); h != nil {
+		(*h)()
 	}
 	// Read and lock the cursor row.
 	c := cursors
