@@ -116,15 +116,15 @@ func TestCursorAt(t *testing.T) {
 			at   time.Time
 			want int64
 		}{
-			{base.Add(-time.Hour), 0},                 // before every event: from the first
-			{base, 0},                                 // at the first event
-			{base.Add(30 * time.Second), 1},           // between events 1 and 2
-			{base.Add(41 * time.Minute), 41},          // event 42 is at minute 41
-			{base.Add(99 * time.Minute), 99},          // event 100
-			{base.Add(120 * time.Minute), 100},        // in the deleted range: from event 151
-			{base.Add(150 * time.Minute), 100},        // event 151 is the first after the hole
-			{base.Add(199 * time.Minute), 199},        // the last event
-			{base.Add(200 * time.Minute), 200},        // after every event: the head
+			{base.Add(-time.Hour), 0},          // before every event: from the first
+			{base, 0},                          // at the first event
+			{base.Add(30 * time.Second), 1},    // between events 1 and 2
+			{base.Add(41 * time.Minute), 41},   // event 42 is at minute 41
+			{base.Add(99 * time.Minute), 99},   // event 100
+			{base.Add(120 * time.Minute), 100}, // in the deleted range: from event 151
+			{base.Add(150 * time.Minute), 100}, // event 151 is the first after the hole
+			{base.Add(199 * time.Minute), 199}, // the last event
+			{base.Add(200 * time.Minute), 200}, // after every event: the head
 			{base.Add(199*time.Minute + time.Second), 200},
 		} {
 			if got, err := table.CursorAt(ctx, e.db, tc.at); err != nil || got != tc.want {

@@ -311,7 +311,9 @@ func TestRunRedriver(t *testing.T) {
 	c := newFlaky("c")
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- f.errs.RunRedriver(ctx, db, f.stream, c, rsql.WithRedriveEvery(20*time.Millisecond), rsql.WithRedriveLimit(2)) }()
+	go func() {
+		done <- f.errs.RunRedriver(ctx, db, f.stream, c, rsql.WithRedriveEvery(20*time.Millisecond), rsql.WithRedriveLimit(2))
+	}()
 	if _, err := f.errs.RequestRedrive(t.Context(), db, "c", ids...); err != nil {
 		t.Fatal(err)
 	}

@@ -151,13 +151,9 @@ type printer struct {
 
 // object writes v as one JSON line (json mode only).
 func (p *printer) object(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	_, err = p.w.Write(b)
-	return err
+	enc := json.NewEncoder(p.w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
 // table returns a tab-aligned writer; flush it.

@@ -62,7 +62,9 @@ forward to skip them.` + moveHelp,
 
 func init() {
 	cursorGetCmd.run = runCursorGet
-	cursorSetCmd.run = func(ctx context.Context, e *env, args []string) error { return runCursorMove(ctx, e, args, cursorSetCmd) }
+	cursorSetCmd.run = func(ctx context.Context, e *env, args []string) error {
+		return runCursorMove(ctx, e, args, cursorSetCmd)
+	}
 	cursorResetCmd.run = func(ctx context.Context, e *env, args []string) error {
 		return runCursorMove(ctx, e, args, cursorResetCmd)
 	}
