@@ -7,12 +7,14 @@
 //
 // Usage:
 //
-//	go run ./_example/demo [-events N] [-rate R] [-dir DIR] [-db mysql://DSN/]
+//	go run ./_example/demo [-events N] [-rate R] [-dir DIR] [-db mysql://DSN/] [-metrics ADDR]
 //
 // By default both services keep SQLite files in DIR (default
 // $TMPDIR/reflex-demo); running again resumes from the stored cursor. With
 // -db (or $REFLEX_DEMO_DB) set to mysql://user@tcp(host:port)/ they use the
 // databases reflex_demo_users and reflex_demo_welcome on that server.
+// With -metrics ADDR (host:port, port 0 for any) it serves its Prometheus
+// metrics at http://ADDR/metrics and prints that address first.
 package main
 
 import (
@@ -24,12 +26,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/_example/exclient"
@@ -63,12 +68,26 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		dbURL  = fs.String("db", os.Getenv("REFLEX_DEMO_DB"), "mysql://DSN/ to use MySQL/MariaDB instead of SQLite (default $REFLEX_DEMO_DB)")
 		every  = fs.Duration("progress", 500*time.Millisecond, "progress line interval")
 		prefix = fs.String("prefix", "reflex_demo", "prefix of the database (or SQLite file) names")
+		mAddr  = fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (host:port) at /metrics")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *rate <= 0 || *events < 0 {
 		return errors.New("-rate must be positive and -events not negative")
+	}
+	if *mAddr != "" {
+		lis, err := net.Listen("tcp", *mAddr)
+		if err != nil {
+			return fmt.Errorf("-metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.Handler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		served := make(chan struct{})
+		go func() { defer close(served); srv.Serve(lis) }()
+		defer func() { srv.Close(); <-served }()
+		fmt.Fprintf(out, "metrics on http://%s/metrics\n", lis.Addr())
 	}
 	sum, err := demo(ctx, *events, *rate, *dir, *dbURL, *prefix, *every, out)
 	if err != nil {
