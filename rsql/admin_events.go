@@ -122,16 +122,17 @@ func (t *EventsTable) cursorAt(ctx context.Context, dbc DBC, at time.Time) (int6
 	return lo, nil
 }
 
-// nextEventsChunk bounds the cursors of one statement of NextEvents: a
-// scalar subquery each.
+// nextEventsChunk bounds the cursors of one statement of NextEvents.
 const nextEventsChunk = 500
 
 // NextEvents returns, for each of cursors, the ID and timestamp of the
 // first event after it (the next event a consumer at that cursor
 // receives), or a zero EventTime if there is none. Equal cursors are
-// looked up once; each distinct cursor costs one seek of the primary key,
-// batched into two statements per 500 cursors. Database errors are
-// returned wrapped with the table name. It is safe for concurrent use.
+// looked up once. It reads the head, then the events just after the
+// cursors in one statement per 500 cursors (seeks of the primary key),
+// then, for the cursors followed by a missing ID, the first event after
+// each with one scalar subquery per cursor. Database errors are returned
+// wrapped with the table name. It is safe for concurrent use.
 func (t *EventsTable) NextEvents(ctx context.Context, dbc DBC, cursors []int64) ([]EventTime, error) {
 	out, err := t.nextEvents(ctx, dbc, cursors)
 	if err != nil {
@@ -144,18 +145,40 @@ func (t *EventsTable) nextEvents(ctx context.Context, dbc DBC, cursors []int64) 
 	if isNilDBC(dbc) {
 		return nil, errors.New("nil DBC")
 	}
-	var distinct []int64
+	head, err := t.Head(ctx, dbc)
+	if err != nil {
+		return nil, err
+	}
+	// The cursors with events after them; most are followed by the next
+	// ID.
+	var distinct, succ []int64
 	seen := make(map[int64]bool, len(cursors))
 	for _, c := range cursors {
-		if !seen[c] {
+		if !seen[c] && c < head {
 			seen[c] = true
 			distinct = append(distinct, c)
+			succ = append(succ, c+1)
 		}
 	}
 	next := make(map[int64]EventTime, len(distinct))
-	for len(distinct) > 0 {
-		chunk := distinct[:min(len(distinct), nextEventsChunk)]
-		distinct = distinct[len(chunk):]
+	var missed []int64
+	for i := 0; i < len(distinct); i += nextEventsChunk {
+		end := min(i+nextEventsChunk, len(distinct))
+		times, err := t.timesOf(ctx, dbc, succ[i:end])
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range distinct[i:end] {
+			if ts, ok := times[c+1]; ok {
+				next[c] = EventTime{ID: c + 1, Timestamp: ts}
+			} else {
+				missed = append(missed, c)
+			}
+		}
+	}
+	for len(missed) > 0 {
+		chunk := missed[:min(len(missed), nextEventsChunk)]
+		missed = missed[len(chunk):]
 		if err := t.nextChunk(ctx, dbc, chunk, next); err != nil {
 			return nil, err
 		}
