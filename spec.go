@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
+	"github.com/seed-e488ba2e/reflex/internal/metrics"
 	"github.com/seed-e488ba2e/reflex/internal/runprogress"
 	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
@@ -141,6 +143,14 @@ const RunFlushTimeout = 10 * time.Second
 //
 // Lag options (WithStreamLag) are not forwarded to the stream: Run waits
 // until each event is old enough, measured on the local clock.
+//
+// Run exports the consumer's lag, computed when Prometheus scrapes:
+// reflex_consumer_lag_seconds, which keeps growing while the consumer is
+// stuck on an event (consuming it, or failed on it and not consumed
+// since, also between runs) or behind a head it cannot reach (a stream
+// waiting at a gap), and, for stream clients that implement
+// HeadReporter, reflex_consumer_lag_events: the head minus the cursor.
+// This costs a few atomic stores per event.
 func Run(ctx context.Context, s Spec) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -198,6 +208,24 @@ func Run(ctx context.Context, s Spec) (err error) {
 		defer c.Close()
 	}
 
+	// The consumer's lag metrics (reflex_consumer_lag_seconds and, for a
+	// stream that knows its head, reflex_consumer_lag_events), computed at
+	// scrape time from what the run records here. End runs before the
+	// stream is closed.
+	var head func() (int64, bool)
+	if hr, ok := cl.(HeadReporter); ok {
+		head = func() (int64, bool) {
+			id, ok := hr.Head()
+			if !ok {
+				return 0, false
+			}
+			n, err := strconv.ParseInt(id, 10, 64)
+			return n, err == nil
+		}
+	}
+	run := metrics.Lags.StartRun(name, parseInt(cursor), head)
+	defer run.End()
+
 	var timer wait.Timer
 	defer timer.Stop()
 	for {
@@ -215,12 +243,15 @@ func Run(ctx context.Context, s Spec) (err error) {
 				}
 			}
 		}
+		id, ts := e.IDInt(), e.Timestamp.UnixNano()
+		run.Started(id, ts)
 		if err := s.consumer.Consume(ctx, e); err != nil {
 			return fmt.Errorf("consume error: %w", err)
 		}
 		if err := s.store.SetCursor(ctx, name, e.ID); err != nil {
 			return fmt.Errorf("set cursor error: %w", err)
 		}
+		run.Consumed(id, ts)
 		progress.Consumed()
 	}
 }

@@ -100,6 +100,7 @@ type dialect interface {
 	leasesDialect // the SQL of leases tables and fenced cursor writes (leases_dialect.go)
 	eventsDialect // how events tables fill gaps and wake other processes (events_dialect.go)
 	trimDialect   // the SQL of trimming events tables (trim_sql.go)
+	adminDialect  // the SQL of the operators' functions (admin_dialect.go)
 }
 
 type mysqlDialect struct{}

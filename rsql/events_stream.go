@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seed-e488ba2e/reflex"
@@ -56,8 +58,8 @@ func (t *EventsTable) ToStream(dbc *sql.DB, opts ...reflex.StreamOption) reflex.
 //
 // The client is for one goroutine; Close may be called from any. It
 // implements io.Closer (Close stops its read-ahead goroutine, releases
-// its share of the head watcher and is idempotent; close every client)
-// and reflex.Buffered.
+// its share of the head watcher and is idempotent; close every client),
+// reflex.Buffered and reflex.HeadReporter (see streamClient.Head).
 func (t *EventsTable) Stream(ctx context.Context, dbc *sql.DB, after string, opts ...reflex.StreamOption) reflex.StreamClient {
 	return t.newClient(ctx, dbc, after, opts)
 }
@@ -69,7 +71,7 @@ func (t *EventsTable) newClient(ctx context.Context, db *sql.DB, after string, o
 		opt(&o)
 	}
 	o.Lag = max(o.Lag, 0)
-	return &streamClient{
+	c := &streamClient{
 		ctx:    ctx,
 		cancel: cancel,
 		t:      t,
@@ -78,6 +80,8 @@ func (t *EventsTable) newClient(ctx context.Context, db *sql.DB, after string, o
 		after:  after,
 		limit:  t.limit,
 	}
+	c.head.Store(-1)
+	return c
 }
 
 // streamClient is the reflex.StreamClient of an EventsTable.
@@ -99,6 +103,13 @@ type streamClient struct {
 	notifyC <-chan struct{}
 	pf      chan prefetched // result of the running read-ahead, or nil
 
+	// head is the largest event ID the client knows of, -1 for none yet
+	// (Head); headQueried is when a read-ahead last queried the head
+	// (Unix ns). Both are written by the client's goroutine and its
+	// read-ahead goroutine.
+	head        atomic.Int64
+	headQueried atomic.Int64
+
 	mu     sync.Mutex // protects the following fields and calls of wg.Go
 	closed bool
 	// held, when not nil, is the watcher (with a reference kept by the
@@ -112,6 +123,7 @@ type streamClient struct {
 var (
 	_ reflex.StreamClient = (*streamClient)(nil)
 	_ reflex.Buffered     = (*streamClient)(nil)
+	_ reflex.HeadReporter = (*streamClient)(nil)
 	_ io.Closer           = (*streamClient)(nil)
 )
 
@@ -143,6 +155,46 @@ func (c *streamClient) Recv() (*reflex.Event, error) {
 // Buffered implements reflex.Buffered: the number of events Recv returns
 // without loading.
 func (c *streamClient) Buffered() int { return len(c.buf) - c.i }
+
+// headRefresh is how often a stream catching up (whose loads are full, so
+// they do not reach the head) queries the head, from its read-ahead
+// goroutine, so that Head stays near the true head.
+const headRefresh = time.Second
+
+// Head implements reflex.HeadReporter: the largest event ID the client
+// knows of, from what it already reads: the last ID of each load (the
+// head itself when a load reaches it), the maximum ID that the table's
+// head watcher polls while the client waits (also at a gap, past which
+// the stream cannot go), the head that reflex.WithStreamFromHead
+// resolves, and, while the client catches up, one query of the head per
+// second (headRefresh) by its read-ahead goroutine. It returns false
+// before the first of these. It does no I/O and is safe to call from any
+// goroutine.
+func (c *streamClient) Head() (string, bool) {
+	h := c.head.Load()
+	if h < 0 {
+		return "", false
+	}
+	return strconv.FormatInt(h, 10), true
+}
+
+// noteHead records that the table has an event ID of at least h.
+func (c *streamClient) noteHead(h int64) {
+	for {
+		old := c.head.Load()
+		if h <= old || c.head.CompareAndSwap(old, h) {
+			return
+		}
+	}
+}
+
+// noteWatcherHead records the maximum ID of w's last poll.
+func (c *streamClient) noteWatcherHead(w *watcher) {
+	w.mu.Lock()
+	h := w.head
+	w.mu.Unlock()
+	c.noteHead(h)
+}
 
 // Close stops the client and its read-ahead goroutine and waits for it.
 // It is idempotent, safe to call from any goroutine, and returns nil.
@@ -206,6 +258,7 @@ func (c *streamClient) start() error {
 			return err
 		}
 		cur = h
+		c.noteHead(h)
 	default:
 		id, err := parseStreamCursor(c.after)
 		if err != nil {
@@ -245,6 +298,7 @@ func (c *streamClient) fill() error {
 			if err != nil {
 				return err
 			}
+			c.noteHead(b.next)
 			if len(b.events) > 0 {
 				c.buf, c.ids, c.i, c.pos = b.events, b.ids, 0, b.next
 				if trustHead && b.headCh != nil && b.headCh == tk.ch {
@@ -289,6 +343,7 @@ func (c *streamClient) fill() error {
 		if err != nil {
 			return err
 		}
+		c.noteWatcherHead(w)
 		if fired {
 			c.notifyC = nil
 		}
@@ -357,5 +412,23 @@ func (c *streamClient) readAhead(prev int64, limit int) {
 		c.t.m.Polls.Inc()
 		b, err := c.t.load(c.ctx, c.db, prev, c.opts.Lag, limit, catchUp, nil)
 		ch <- prefetched{b: b, err: err}
+		c.refreshHead()
 	})
+}
+
+// refreshHead queries the head for Head, at most once per headRefresh,
+// for a stream of the SQL table; a failed query is ignored (the next
+// load reports the database's errors).
+func (c *streamClient) refreshHead() {
+	if c.db == nil || c.t.cfg.loader != nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	if last := c.headQueried.Load(); last != 0 && now-last < int64(headRefresh) {
+		return
+	}
+	c.headQueried.Store(now)
+	if h, err := c.t.Head(c.ctx, c.db); err == nil {
+		c.noteHead(h)
+	}
 }

@@ -7,15 +7,17 @@
 //
 // Usage:
 //
-//	go run ./_example/demo [-events N] [-rate R] [-dir DIR] [-db mysql://DSN/ | -db postgres://URL] [-graph dot|mermaid]
+//	go run ./_example/demo [-events N] [-rate R] [-dir DIR] [-db mysql://DSN/ | -db postgres://URL] [-metrics ADDR] [-graph dot|mermaid]
 //
 // By default both services keep SQLite files in DIR (default
 // $TMPDIR/reflex-demo); running again resumes from the stored cursor. With
 // -db (or $REFLEX_DEMO_DB) set to mysql://user@tcp(host:port)/ or to a
 // PostgreSQL URL such as postgres://user@host:5432/postgres they use the
 // databases reflex_demo_users and reflex_demo_welcome on that server
-// (created if missing). With -graph, it prints its event network (Graphviz
-// DOT or Mermaid, with the consumer's lag in those databases) and exits.
+// (created if missing). With -metrics ADDR (host:port, port 0 for any) it
+// serves its Prometheus metrics at http://ADDR/metrics and prints that
+// address first. With -graph, it prints its event network (Graphviz DOT or
+// Mermaid, with the consumer's lag in those databases) and exits.
 package main
 
 import (
@@ -27,12 +29,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/_example/exclient"
@@ -67,6 +72,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		every  = fs.Duration("progress", 500*time.Millisecond, "progress line interval")
 		prefix = fs.String("prefix", "reflex_demo", "prefix of the database (or SQLite file) names")
 		graph  = fs.String("graph", "", "print the event network as dot or mermaid, with live lag, and exit")
+		mAddr  = fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (host:port) at /metrics")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,6 +82,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *rate <= 0 || *events < 0 {
 		return errors.New("-rate must be positive and -events not negative")
+	}
+	if *mAddr != "" {
+		lis, err := net.Listen("tcp", *mAddr)
+		if err != nil {
+			return fmt.Errorf("-metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.Handler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		served := make(chan struct{})
+		go func() { defer close(served); srv.Serve(lis) }()
+		defer func() { srv.Close(); <-served }()
+		fmt.Fprintf(out, "metrics on http://%s/metrics\n", lis.Addr())
 	}
 	sum, err := demo(ctx, *events, *rate, *dir, *dbURL, *prefix, *every, out)
 	if err != nil {

@@ -14,12 +14,6 @@ import (
 const consumerLabel = "consumer_name"
 
 var (
-	// ConsumerLag is now minus the timestamp of the last consumed event.
-	ConsumerLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "reflex_consumer_lag_seconds",
-		Help: "Lag between now and the timestamp of the last event consumed.",
-	}, []string{consumerLabel})
-
 	// ConsumerEventAge observes the age of each consumed event.
 	ConsumerEventAge = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "reflex_consumer_event_age_seconds",
@@ -81,7 +75,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(ConsumerLag, ConsumerEventAge, ConsumerLagAlert,
+	prometheus.MustRegister(ConsumerEventAge, ConsumerLagAlert,
 		ConsumerLatency, ConsumerErrors, ConsumerDeadLettered, ConsumerSkipped, Activity,
 		serverStreams, serverRejected, serverBuffered)
 }
@@ -99,7 +93,7 @@ func ServerBufferedBytes(delta int64) { serverBuffered.Add(float64(delta)) }
 // recording an event costs only atomic operations.
 type Consumer struct {
 	name     string
-	lag      atomic.Pointer[gaugeRef]
+	lag      *Lag // reflex_consumer_lag_seconds, computed by Lags
 	age      prometheus.Observer
 	latency  prometheus.Observer
 	errors   prometheus.Counter
@@ -107,8 +101,6 @@ type Consumer struct {
 	alert    prometheus.Gauge
 	activity *ActivityHandle
 }
-
-type gaugeRef struct{ prometheus.Gauge }
 
 // NewConsumer resolves the series of consumer name. alert, if non-nil,
 // replaces the default lag alert gauge. activityTTL < 0 disables the
@@ -121,6 +113,7 @@ func NewConsumer(name string, alert prometheus.Gauge, activityTTL time.Duration)
 		errors:  ConsumerErrors.WithLabelValues(name),
 		skipped: ConsumerSkipped.WithLabelValues(name),
 		alert:   alert,
+		lag:     Lags.State(name),
 	}
 	if c.alert == nil {
 		c.alert = ConsumerLagAlert.WithLabelValues(name)
@@ -133,14 +126,10 @@ func NewConsumer(name string, alert prometheus.Gauge, activityTTL time.Duration)
 }
 
 // ResetLag (re)creates the lag series.
-func (c *Consumer) ResetLag() {
-	c.lag.Store(&gaugeRef{ConsumerLag.WithLabelValues(c.name)})
-}
+func (c *Consumer) ResetLag() { c.lag.exported.Store(true) }
 
-// DeleteLag removes the lag series.
-func (c *Consumer) DeleteLag() {
-	ConsumerLag.DeleteLabelValues(c.name)
-}
+// DeleteLag removes the lag series (until ResetLag or the next run).
+func (c *Consumer) DeleteLag() { c.lag.exported.Store(false) }
 
 // Start records the start of a Consume call at now for an event with
 // the given lag.
@@ -148,9 +137,8 @@ func (c *Consumer) Start(now time.Time, lag time.Duration, alert bool) {
 	if c.activity != nil {
 		c.activity.Tick(now)
 	}
-	s := lag.Seconds()
-	c.lag.Load().Set(s)
-	c.age.Observe(s)
+	c.lag.startLag.Store(int64(lag))
+	c.age.Observe(lag.Seconds())
 	if alert {
 		c.alert.Set(1)
 	} else {

@@ -151,8 +151,7 @@ func TestActivityNegativeTTLNotEmitted(t *testing.T) {
 func TestConsumerStartTicksActivity(t *testing.T) {
 	a, clock, reg := newTestActivity(t)
 	c := &Consumer{name: "c", age: ConsumerEventAge.WithLabelValues(t.Name()),
-		alert: ConsumerLagAlert.WithLabelValues(t.Name()), activity: a.Register("c", time.Minute)}
-	c.lag.Store(&gaugeRef{ConsumerLag.WithLabelValues(t.Name())})
+		alert: ConsumerLagAlert.WithLabelValues(t.Name()), activity: a.Register("c", time.Minute), lag: Lags.State(t.Name())}
 	clock.add(time.Hour)
 	c.Start(clock.now(), 0, false)
 	if got := gather(t, reg, "reflex_consumer_active")["c"]; got != 1 {
@@ -243,7 +242,7 @@ func TestConsumerCustomAlertGauge(t *testing.T) {
 }
 
 func TestRegisteredAtInit(t *testing.T) {
-	for _, c := range []prometheus.Collector{ConsumerLag, ConsumerEventAge, ConsumerLagAlert,
+	for _, c := range []prometheus.Collector{Lags, ConsumerEventAge, ConsumerLagAlert,
 		ConsumerLatency, ConsumerErrors, ConsumerDeadLettered, ConsumerSkipped, Activity} {
 		err := prometheus.Register(c)
 		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok || are.ExistingCollector != c {
