@@ -15,14 +15,14 @@ import (
 	"github.com/seed-e488ba2e/reflex/reflextest"
 )
 
-// headClient is a stream client of events whose source reports a head.
-type headClient struct {
+// lagClient is a stream client of events whose source reports a head.
+type lagClient struct {
 	events []*reflex.Event
 	next   int
 	head   *atomic.Int64
 }
 
-func (c *headClient) Recv() (*reflex.Event, error) {
+func (c *lagClient) Recv() (*reflex.Event, error) {
 	if c.next == len(c.events) {
 		return nil, reflex.ErrHeadReached
 	}
@@ -30,7 +30,7 @@ func (c *headClient) Recv() (*reflex.Event, error) {
 	return c.events[c.next-1], nil
 }
 
-func (c *headClient) Head() (string, bool) { return strconv.FormatInt(c.head.Load(), 10), true }
+func (c *lagClient) Head() (string, bool) { return strconv.FormatInt(c.head.Load(), 10), true }
 
 // lagValues returns reflex_consumer_lag_seconds and _events of name, and
 // whether each has a series.
@@ -73,7 +73,7 @@ func TestRunLagMetrics(t *testing.T) {
 		head.Store(10)
 		stream := func(ctx context.Context, after string, _ ...reflex.StreamOption) (reflex.StreamClient, error) {
 			n, _ := strconv.Atoi(after)
-			return &headClient{events: events[n:], head: head}, nil
+			return &lagClient{events: events[n:], head: head}, nil
 		}
 		entered, release := make(chan string), make(chan error)
 		consumer := reflex.NewConsumer(name, func(ctx context.Context, e *reflex.Event) error {

@@ -129,15 +129,11 @@ func openDB(ctx context.Context, dsn string, timeout time.Duration) (*database, 
 		db.Close()
 		return nil, withCode(exitFailure, "cannot connect to %s: %v", where, err)
 	}
-	if d == nil {
-		db.Close()
-		return nil, usageErr("%s: this build of rsql has no PostgreSQL dialect yet", where)
-	}
 	return &database{DB: db, dialect: *d, where: where}, nil
 }
 
-// parseDSN returns the driver, its data source name, the dialect (nil
-// for PostgreSQL, which rsql does not have yet) and a description
+// parseDSN returns the driver, its data source name, the dialect and a
+// description
 // without credentials, or a usage error that does not echo the DSN's
 // secrets.
 func parseDSN(dsn string) (driver, name string, d *rsql.Dialect, where string, err error) {
@@ -154,7 +150,7 @@ func parseDSN(dsn string) (driver, name string, d *rsql.Dialect, where string, e
 		if err != nil {
 			return "", "", nil, "", usageErr("bad PostgreSQL DSN: %v", redact(err))
 		}
-		return "pgx", dsn, nil, "postgres at " + u.Host + u.Path, nil
+		return "pgx", dsn, &rsql.PostgreSQL, "postgres at " + u.Host + u.Path, nil
 	}
 	path, ok := sqlitePath(dsn)
 	if !ok {

@@ -15,7 +15,7 @@ import (
 
 // lagFixture is a cursors table with consumers at known positions of the
 // events 1 to 10: a at the head, b at 4, c at 0, and the shard s_2_of_4
-// at 7 (whose sharded consumer s holds its lease in MySQL). args are the
+// at 7 (whose sharded consumer s holds its lease but in SQLite). args are the
 // database flags; in SQLite the events are in another file
 // (--events-dsn).
 func lagFixture(t *testing.T, f fixture) (cursors fixture, args []string) {
@@ -28,7 +28,7 @@ func lagFixture(t *testing.T, f fixture) (cursors fixture, args []string) {
 	}
 	f.seedEvents(t, 1, 10)
 	cursors.seedCursors(t, map[string]int{"a": 10, "b": 4, "c": 0, "s_2_of_4": 7})
-	if f.d == rsql.MySQL {
+	if f.d != rsql.SQLite {
 		cursors.holdLease(t, "s", 1, 4, "host-1")
 	}
 	return cursors, args

@@ -28,8 +28,8 @@
 // --dsn (or $REFLEX_DSN) names the database: mysql://user:pass@tcp(host:3306)/db
 // (a go-sql-driver/mysql DSN; mysql://user:pass@host:3306/db also works;
 // the session uses the UTC time zone unless the DSN sets time_zone),
-// sqlite:PATH (an existing file), or postgres://... (once rsql has a
-// PostgreSQL dialect). --events-dsn names another database for the events
+// sqlite:PATH (an existing file), or postgres://user:pass@host:5432/db (a
+// pgx URL). --events-dsn names another database for the events
 // table. --grpc ADDR reads a reflex gRPC server (tail only), over TLS with
 // the system's roots or --tls-ca FILE, with a bearer token from --token,
 // --token-file or $REFLEX_TOKEN; --insecure for plaintext without a token.

@@ -231,14 +231,37 @@ func sqliteFixture(t *testing.T, name string) fixture {
 	return fixture{name: "sqlite", dsn: "sqlite:" + path, db: db, d: rsql.SQLite}
 }
 
-// fixtures returns a MariaDB and a SQLite fixture.
-func fixtures(t *testing.T) []fixture {
-	return []fixture{mysqlFixture(t), sqliteFixture(t, "reflex")}
+// pgFixture is a fresh PostgreSQL database.
+func pgFixture(t *testing.T) fixture {
+	db, dsn := dbtest.OpenPGDSN(t)
+	return fixture{name: "postgres", dsn: dsn, db: db, d: rsql.PostgreSQL}
 }
 
+// fixtures returns a MariaDB, a PostgreSQL and a SQLite fixture.
+func fixtures(t *testing.T) []fixture {
+	return []fixture{mysqlFixture(t), pgFixture(t), sqliteFixture(t, "reflex")}
+}
+
+// exec runs a statement written with ? markers; on PostgreSQL the markers
+// become $1, $2, ... and an insert of explicit event IDs overrides the
+// identity column.
 func (f fixture) exec(t *testing.T, q string, args ...any) {
 	t.Helper()
-	if _, err := f.db.Exec(q, args...); err != nil {
+	query := q
+	if f.d == rsql.PostgreSQL {
+		var b strings.Builder
+		n := 0
+		for _, r := range q {
+			if r == '?' {
+				n++
+				fmt.Fprintf(&b, "$%d", n)
+				continue
+			}
+			b.WriteRune(r)
+		}
+		query = strings.Replace(b.String(), "metadata) VALUES", "metadata) OVERRIDING SYSTEM VALUE VALUES", 1)
+	}
+	if _, err := f.db.Exec(query, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }
@@ -280,6 +303,9 @@ func (f fixture) addEvents(t *testing.T, first, last int) {
 		typ := 2 - id%2
 		f.exec(t, "INSERT INTO events (id, foreign_id, timestamp, type, metadata) VALUES (?, ?, ?, ?, ?)",
 			id, fmt.Sprintf("user-%d", (id+1)/2), f.dbTime(eventTime(id)), typ, meta)
+	}
+	if f.d == rsql.PostgreSQL { // the identity continues after the explicit IDs
+		f.exec(t, "SELECT setval(pg_get_serial_sequence('events', 'id'), (SELECT max(id) FROM events))")
 	}
 }
 
