@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/seed-e488ba2e/reflex"
@@ -26,9 +27,15 @@ import (
 const ConsumerName = "welcome_emails"
 
 // Dial connects to a users service at addr with TLS creds and the bearer
-// token.
+// token, with a connection backoff of at most 1 s (gRPC's default grows
+// to 2 minutes), so that the consumer is back within a second or two of
+// the service.
 func Dial(addr string, creds credentials.TransportCredentials, token string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(auth.Token(token)))
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(auth.Token(token)),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}))
 }
 
 // Stats is a snapshot of the client's progress.
