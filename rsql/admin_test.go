@@ -1,7 +1,6 @@
 package rsql_test
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -9,8 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/seed-e488ba2e/reflex/internal/dbtest"
-	"github.com/seed-e488ba2e/reflex/internal/testguard"
 	"github.com/seed-e488ba2e/reflex/rpatterns"
 	"github.com/seed-e488ba2e/reflex/rsql"
 	"github.com/seed-e488ba2e/reflex/rsql/rsqltest"
@@ -433,12 +433,26 @@ func TestMoveCursorRefusedWhileLeased(t *testing.T) {
 
 // TestMoveCursorLocksLeases checks (MySQL) that a move locks the lease
 // rows it read until it commits: a claim made meanwhile waits for it, so
-// a consumer cannot start between the check and the move.
+// a consumer cannot start between the check and the move. The claim
+// during the move runs in a session whose lock wait timeout is 1 s: it
+// must fail with a lock wait timeout (it waited for the move's lock), and
+// a claim after the move must succeed.
 func TestMoveCursorLocksLeases(t *testing.T) {
-	db := dbtest.Open(t)
+	db, dsn := dbtest.OpenDSN(t)
 	e := opsDB{"mysql", db, rsql.MySQL, rsqltest.Tables{}}
 	f := newMoveFixture(t, e)
 	ctx := t.Context()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Params["innodb_lock_wait_timeout"] = "1"
+	impatient, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { impatient.Close() })
+
 	store := f.leases.ToStore(db)
 	l, err := store.ClaimLease(ctx, rpatterns.Lease{Name: "c", Shards: 1, Owner: "old"}, time.Hour)
 	if err != nil {
@@ -447,42 +461,25 @@ func TestMoveCursorLocksLeases(t *testing.T) {
 	if err := store.ReleaseLeases(ctx, []rpatterns.Lease{l}); err != nil {
 		t.Fatal(err)
 	}
-	claimed := make(chan error, 1)
+	next := rpatterns.Lease{Name: "c", Shards: 1, Owner: "new", Epoch: l.Epoch}
+	hooked := false
 	rsql.SetMoveHook(func() {
-		// Inside the move's transaction, after its lease check: claim
-		// from another connection and see the claim wait for the lock.
-		go func() {
-			_, err := store.ClaimLease(context.WithoutCancel(ctx), rpatterns.Lease{Name: "c", Shards: 1, Owner: "new", Epoch: l.Epoch}, time.Hour)
-			claimed <- err
-		}()
-		err := testguard.Poll(time.Minute, 10*time.Millisecond, "a claim waiting for the lease row", func() (int64, bool, error) {
-			var waiting int64
-			// Transactions of this test's database only: the server is shared.
-			err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.INNODB_TRX t "+
-				"JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "+
-				"WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()").Scan(&waiting)
-			return 0, waiting > 0, err
-		})
-		if err != nil {
-			t.Error(err)
-		}
-		select {
-		case err := <-claimed:
-			t.Errorf("claim returned %v during the move", err)
-		default:
+		// Inside the move's transaction, after its lease check.
+		hooked = true
+		_, err := f.leases.ToStore(impatient).ClaimLease(ctx, next, time.Hour)
+		if me, ok := errors.AsType[*mysql.MySQLError](err); !ok || me.Number != 1205 {
+			t.Errorf("claim during the move = %v; want it to wait for the move's lock (error 1205 after 1 s)", err)
 		}
 	})
 	t.Cleanup(func() { rsql.SetMoveHook(nil) })
 	if _, err := f.audit.MoveCursor(ctx, db, f.cursors, f.leases, rsql.CursorMove{Consumer: "c", From: "5", To: "1", Reason: "alice"}); err != nil {
 		t.Fatalf("MoveCursor = %v", err)
 	}
-	select {
-	case err := <-claimed:
-		if err != nil {
-			t.Fatalf("claim after the move = %v", err)
-		}
-	case <-time.After(guard):
-		t.Fatal("the claim did not return after the move committed")
+	if !hooked {
+		t.Fatal("the move hook did not run")
+	}
+	if _, err := store.ClaimLease(ctx, next, time.Hour); err != nil {
+		t.Fatalf("claim after the move = %v", err)
 	}
 }
 
