@@ -130,8 +130,9 @@ type gapHub struct {
 type gapListener struct {
 	f func(context.Context, Gap)
 	// ctx, if not nil, is the context f runs with instead of the hub's;
-	// f is not called once it is done.
-	ctx context.Context
+	// f is not called once it is done. stop cancels it with cancel.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// Protected by the hub's mu:
 	removed bool
@@ -277,6 +278,11 @@ func (h *gapHub) stop(ctx context.Context) error {
 	if !h.stopped {
 		h.stopped = true
 		h.cancel()
+		for _, l := range h.listeners {
+			if l.cancel != nil {
+				l.cancel()
+			}
+		}
 		h.runCancel = nil
 		h.m.GapListening.Set(0)
 	}

@@ -135,12 +135,10 @@ func checkFillGapsLeased(db *sql.DB, t *EventsTable, leases rpatterns.LeaseStore
 // leased filler on and scans for gaps. It returns ErrGapListenerStopped
 // if the table's listeners are stopped, else ctx.Err().
 func (t *EventsTable) fillLeased(ctx context.Context, db *sql.DB) error {
+	// The table's listeners being stopped cancels ctx too.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The table's listeners being stopped ends the run too.
-	unwatch := context.AfterFunc(t.gaps.ctx, cancel)
-	defer unwatch()
-	l := &gapListener{ctx: ctx, f: func(ctx context.Context, g Gap) {
+	l := &gapListener{ctx: ctx, cancel: cancel, f: func(ctx context.Context, g Gap) {
 		if t.gaps.fillDB() == nil { // else FillGaps fills it
 			t.fillGap(ctx, db, g)
 		}
