@@ -61,10 +61,12 @@ func (t *EventsTable) ListenGaps(f GapListenFunc) error {
 }
 
 // StopGapListener stops the table's gap listeners, including the gap
-// filler of FillGaps, aborting a filler that is waiting for a transaction.
-// It blocks until the serving goroutine has exited or ctx is done (then it
-// returns ctx.Err()). It is idempotent and safe for concurrent use; after
-// it, ListenGaps and FillGaps fail with ErrGapListenerStopped.
+// filler of FillGaps, aborting a filler that is waiting for a transaction,
+// and ends the FillGapsLeased calls on the table (they release the lease
+// and return ErrGapListenerStopped). It blocks until the serving goroutine
+// has exited or ctx is done (then it returns ctx.Err()). It is idempotent
+// and safe for concurrent use; after it, ListenGaps, FillGaps and
+// FillGapsLeased fail with ErrGapListenerStopped.
 func (t *EventsTable) StopGapListener(ctx context.Context) error {
 	return t.gaps.stop(ctx)
 }
@@ -86,7 +88,8 @@ func (t *EventsTable) StopGapListener(ctx context.Context) error {
 // the table's Close; clones of the table made while it runs are filled by
 // their own filler, which their Close stops (see Clone). A second FillGaps
 // on the same table does nothing. It returns ErrGapListenerStopped after
-// the table's listeners were stopped.
+// the table's listeners were stopped. See FillGapsLeased to fill in one
+// process at a time when a service runs several replicas.
 func FillGaps(dbc *sql.DB, gl GapListenable) error {
 	t := gl.eventsTable()
 	if dbc == nil {
