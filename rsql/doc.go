@@ -58,6 +58,15 @@
 // the beginning also waits while an ID below its first event is being
 // written.
 //
+// [FillGaps] fills, in every process that calls it, the gaps that the
+// process's own streams detect. With several replicas of a service,
+// [FillGapsLeased] fills a table's gaps in one process at a time: the one
+// that holds the lease [GapFillerLeaseName] in a [LeasesTable] switches
+// its filler on and streams the table itself (from the first open gap
+// within 100,000 IDs of the head when it takes the lease), so that it
+// finds the gaps that other processes' streams wait at; the others do not
+// fill, and one of them takes over when the holder stops or dies.
+//
 // # Gaps on PostgreSQL
 //
 // A PostgreSQL identity ID is taken from its sequence while the INSERT
@@ -151,11 +160,21 @@
 // and waits for it:
 //
 //   - The gap-serving goroutine of an [EventsTable], which calls its gap
-//     listeners and runs the gap filler of [FillGaps]: started by the
-//     first [EventsTable.ListenGaps] or [FillGaps] on the table, or by
+//     listeners and runs the gap filler of [FillGaps] and, while it holds
+//     its lease, that of [FillGapsLeased]: started by the first
+//     [EventsTable.ListenGaps] or [FillGaps] on the table, by
 //     [EventsTable.Clone] of a table whose gaps FillGaps fills (on the
-//     clone). Owner: the table; [EventsTable.Close],
-//     [EventsTable.StopGapListener] and [StopFillingGaps] stop it.
+//     clone), or when FillGapsLeased takes the lease. Owner: the table;
+//     [EventsTable.Close], [EventsTable.StopGapListener] and
+//     [StopFillingGaps] stop it; FillGapsLeased stops it, and waits for
+//     it, when it loses or releases the lease if no other listener is
+//     left.
+//   - The lease loop of [FillGapsLeased] (rpatterns.HoldLease) runs on the
+//     caller's goroutine; the goroutine HoldLease starts while it holds
+//     the lease runs the gap scan (a stream of the table, with its
+//     read-ahead goroutine while far behind the head). Owner: the
+//     FillGapsLeased call, which ends them when the lease is lost or its
+//     context ends, and waits for them before it returns.
 //   - The poller of a head watcher, one per table name, ID column and
 //     *sql.DB in the process, which queries the maximum ID while a stream
 //     waits at the head: started when a stream starts waiting, it exits

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,10 +61,12 @@ func (t *EventsTable) ListenGaps(f GapListenFunc) error {
 }
 
 // StopGapListener stops the table's gap listeners, including the gap
-// filler of FillGaps, aborting a filler that is waiting for a transaction.
-// It blocks until the serving goroutine has exited or ctx is done (then it
-// returns ctx.Err()). It is idempotent and safe for concurrent use; after
-// it, ListenGaps and FillGaps fail with ErrGapListenerStopped.
+// filler of FillGaps, aborting a filler that is waiting for a transaction,
+// and ends the FillGapsLeased calls on the table (they release the lease
+// and return ErrGapListenerStopped). It blocks until the serving goroutine
+// has exited or ctx is done (then it returns ctx.Err()). It is idempotent
+// and safe for concurrent use; after it, ListenGaps, FillGaps and
+// FillGapsLeased fail with ErrGapListenerStopped.
 func (t *EventsTable) StopGapListener(ctx context.Context) error {
 	return t.gaps.stop(ctx)
 }
@@ -85,7 +88,8 @@ func (t *EventsTable) StopGapListener(ctx context.Context) error {
 // the table's Close; clones of the table made while it runs are filled by
 // their own filler, which their Close stops (see Clone). A second FillGaps
 // on the same table does nothing. It returns ErrGapListenerStopped after
-// the table's listeners were stopped.
+// the table's listeners were stopped. See FillGapsLeased to fill in one
+// process at a time when a service runs several replicas.
 func FillGaps(dbc *sql.DB, gl GapListenable) error {
 	t := gl.eventsTable()
 	if dbc == nil {
@@ -101,24 +105,47 @@ func StopFillingGaps(ctx context.Context, gl GapListenable) error {
 }
 
 // gapHub holds the gap listeners of one table and the goroutine serving
-// them. Streams offer gaps without blocking.
+// them. Streams offer gaps without blocking. The serving goroutine runs
+// while the hub has listeners: ListenGaps and FillGaps add listeners for
+// the table's life; FillGapsLeased adds its filler while it holds the
+// lease and removes it when it loses it, which ends the goroutine if no
+// other listener remains.
 type gapHub struct {
 	m *metrics.EventsTable
 
 	// ch is unbuffered: an offer succeeds only while serve waits.
 	ch chan Gap
+	// ctx is the hub's lifetime, cancelled by stop.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// fills counts the gaps the table's fillers worked on (fillGap).
+	fills atomic.Int64
 
 	mu        sync.Mutex // protects the following fields
-	listeners []func(context.Context, Gap)
-	started   bool
+	listeners []*gapListener
 	stopped   bool
-	db        *sql.DB // of FillGaps, nil without it
-	cancel    context.CancelFunc
-	done      chan struct{} // closed when serve returns
+	db        *sql.DB            // of FillGaps, nil without it
+	runCancel context.CancelFunc // ends the running serve, nil if none runs
+	done      chan struct{}      // closed when the last serve started returns
+}
+
+// gapListener is a listener of a gapHub.
+type gapListener struct {
+	f func(context.Context, Gap)
+	// ctx, if not nil, is the context f runs with instead of the hub's;
+	// f is not called once it is done. stop cancels it with cancel.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Protected by the hub's mu:
+	removed bool
+	busy    bool          // f is running
+	idle    chan struct{} // closed when f returns, if remove waits for it
 }
 
 func newGapHub(m *metrics.EventsTable) *gapHub {
-	return &gapHub{m: m, ch: make(chan Gap)}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &gapHub{m: m, ch: make(chan Gap), ctx: ctx, cancel: cancel}
 }
 
 func (h *gapHub) offer(g Gap) {
@@ -128,7 +155,8 @@ func (h *gapHub) offer(g Gap) {
 	}
 }
 
-// listen registers f; db is non-nil for the filler of FillGaps.
+// listen registers f for the table's life; db is non-nil for the filler
+// of FillGaps, which is registered once.
 func (h *gapHub) listen(f func(context.Context, Gap), db *sql.DB) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -141,51 +169,129 @@ func (h *gapHub) listen(f func(context.Context, Gap), db *sql.DB) error {
 		}
 		h.db = db
 	}
-	h.listeners = append(h.listeners, f)
-	if !h.started {
-		h.started = true
-		// The hub's lifetime context, cancelled by stop.
-		ctx, cancel := context.WithCancel(context.Background())
-		h.cancel = cancel
-		h.done = make(chan struct{})
-		h.m.GapListening.Set(1)
-		go h.serve(ctx, h.done)
-	}
+	h.addLocked(&gapListener{f: f})
 	return nil
 }
 
-func (h *gapHub) serve(ctx context.Context, done chan<- struct{}) {
+// add registers l until remove; it fails with ErrGapListenerStopped after
+// stop.
+func (h *gapHub) add(l *gapListener) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return ErrGapListenerStopped
+	}
+	h.addLocked(l)
+	return nil
+}
+
+// addLocked appends l and starts serve if it does not run; h.mu is held.
+func (h *gapHub) addLocked(l *gapListener) {
+	h.listeners = append(h.listeners, l)
+	if h.runCancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	prev, done := h.done, make(chan struct{})
+	h.runCancel, h.done = cancel, done
+	h.m.GapListening.Set(1)
+	go h.serve(ctx, prev, done)
+}
+
+// remove unregisters l and waits until no call of its function runs; if
+// no listener remains, it ends the serving goroutine and waits for it.
+// l's context should be done first, so that a running call returns soon.
+func (h *gapHub) remove(l *gapListener) {
+	h.mu.Lock()
+	l.removed = true
+	h.listeners = slices.DeleteFunc(h.listeners, func(x *gapListener) bool { return x == l })
+	var idle, done chan struct{}
+	if l.busy {
+		l.idle = make(chan struct{})
+		idle = l.idle
+	}
+	if len(h.listeners) == 0 && h.runCancel != nil {
+		h.runCancel()
+		h.runCancel, done = nil, h.done
+		if !h.stopped {
+			h.m.GapListening.Set(0)
+		}
+	}
+	h.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
+	if done != nil {
+		<-done
+	}
+}
+
+// serve calls the listeners with each gap offered until ctx is done; it
+// starts after the serve before it (prev, nil for the first) returned.
+func (h *gapHub) serve(ctx context.Context, prev <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	if prev != nil {
+		<-prev
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case g := <-h.ch:
 			h.mu.Lock()
-			ls := h.listeners
+			ls := slices.Clone(h.listeners)
 			h.mu.Unlock()
-			for _, f := range ls {
+			for _, l := range ls {
 				if ctx.Err() != nil {
 					return
 				}
-				f(ctx, g)
+				h.call(ctx, l, g)
 			}
 		}
 	}
+}
+
+// call runs l's function with g unless l was removed or its context is
+// done, marking it busy meanwhile for remove.
+func (h *gapHub) call(ctx context.Context, l *gapListener, g Gap) {
+	if l.ctx != nil {
+		ctx = l.ctx
+	}
+	h.mu.Lock()
+	if l.removed || ctx.Err() != nil {
+		h.mu.Unlock()
+		return
+	}
+	l.busy = true
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		l.busy = false
+		if l.idle != nil {
+			close(l.idle)
+			l.idle = nil
+		}
+		h.mu.Unlock()
+	}()
+	l.f(ctx, g)
 }
 
 func (h *gapHub) stop(ctx context.Context) error {
 	h.mu.Lock()
 	if !h.stopped {
 		h.stopped = true
-		if h.cancel != nil {
-			h.cancel()
+		h.cancel()
+		for _, l := range h.listeners {
+			if l.cancel != nil {
+				l.cancel()
+			}
 		}
+		h.runCancel = nil
 		h.m.GapListening.Set(0)
 	}
-	started, done := h.started, h.done
+	done := h.done
 	h.mu.Unlock()
-	if !started {
+	if done == nil {
 		return nil
 	}
 	select {
@@ -194,6 +300,13 @@ func (h *gapHub) stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// isStopped reports whether stop was called.
+func (h *gapHub) isStopped() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stopped
 }
 
 // fillDB returns the *sql.DB of a running FillGaps, or nil.
@@ -221,6 +334,7 @@ const (
 // are filled in one pass rather than one detected gap at a time. It gives
 // up on the first error, or when ctx is done.
 func (t *EventsTable) fillGap(ctx context.Context, db *sql.DB, g Gap) {
+	t.gaps.fills.Add(1)
 	first, err := t.untrimmedFrom(ctx, db, g.Prev+1) // never fill trimmed IDs (trim.go)
 	if err != nil {
 		return
