@@ -29,7 +29,8 @@ var (
 	// WithEventMetadataField).
 	ErrMetadataNotEnabled = errors.New("metadata not enabled")
 
-	// ErrGapListenerStopped is returned by ListenGaps and FillGaps after
-	// StopGapListener or StopFillingGaps stopped the table's gap listeners.
+	// ErrGapListenerStopped is returned by ListenGaps, FillGaps and
+	// FillGapsLeased after StopGapListener, StopFillingGaps or the
+	// table's Close stopped the table's gap listeners.
 	ErrGapListenerStopped = errors.New("rsql: gap listener stopped")
 )
