@@ -34,6 +34,10 @@ func trimDialects(t *testing.T, f func(t *testing.T, env trimEnv)) {
 		db := dbtest.Open(t)
 		f(t, trimEnv{db: db, table: newTable(t, db), store: rpatterns.MemCursorStore(), dialect: rsql.MySQL})
 	})
+	t.Run("postgres", func(t *testing.T) {
+		db := postgres.openDB(t)
+		f(t, trimEnv{db: db, table: newEngineTable(t, postgres, db), store: rpatterns.MemCursorStore(), dialect: rsql.PostgreSQL})
+	})
 	t.Run("sqlite", func(t *testing.T) {
 		db := sqlitetest.Open(t)
 		f(t, trimEnv{db: db, table: newSQLiteTable(t, db), store: rpatterns.MemCursorStore(), dialect: rsql.SQLite})
@@ -200,7 +204,7 @@ func TestTrimRetention(t *testing.T) {
 	trimDialects(t, func(t *testing.T, env trimEnv) {
 		ctx := t.Context()
 		insertN(t, env.db, env.table, 1, 50)
-		age := "UPDATE " + env.table.Name() + " SET timestamp = timestamp - INTERVAL 2 HOUR WHERE id <= 20"
+		age := "UPDATE " + env.table.Name() + " SET timestamp = timestamp - INTERVAL '2' HOUR WHERE id <= 20"
 		if env.dialect == rsql.SQLite {
 			age = "UPDATE " + env.table.Name() + " SET timestamp = strftime('%Y-%m-%d %H:%M:%f', timestamp, '-2 hours') WHERE id <= 20"
 		}
@@ -226,8 +230,12 @@ func TestTrimRetention(t *testing.T) {
 // TestTrimStopsAtGap: a pass never trims past a missing ID, here one that
 // an open transaction holds.
 func TestTrimStopsAtGap(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+	forEngines(t, testTrimStopsAtGap)
+}
+
+func testTrimStopsAtGap(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	insertN(t, db, table, 1, 10)
 	tx, id := openTx(t, db, table, "11")
 	insertN(t, db, table, 12, 10)
@@ -280,8 +288,12 @@ func TestTrimConsumers(t *testing.T) {
 // TestTrimBadInput: invalid construction fails with a clear error, a
 // missing archiver cursor fails each pass with ErrTrimNoCursor.
 func TestTrimBadInput(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+	forEngines(t, testTrimBadInput)
+}
+
+func testTrimBadInput(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	store := rpatterns.MemCursorStore()
 	archive := rsql.WithTrimArchive(store, "archiver")
 	for _, tc := range []struct {
@@ -465,12 +477,21 @@ func TestMarkTrimmed(t *testing.T) {
 
 // TestTrimEventsTableInt trims a table with integer foreign IDs.
 func TestTrimEventsTableInt(t *testing.T) {
-	db := dbtest.Open(t)
+	forEngines(t, testTrimEventsTableInt)
+}
+
+func testTrimEventsTableInt(t *testing.T, e engine) {
+	db := e.openDB(t)
 	name := fmt.Sprintf("events_%d", tableSeq.Add(1))
-	if _, err := db.ExecContext(t.Context(), "CREATE TABLE "+name+" (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, foreign_id BIGINT NOT NULL, timestamp DATETIME(6) NOT NULL, type INT NOT NULL)"); err != nil {
+	ddl := "CREATE TABLE " + name + " (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, foreign_id BIGINT NOT NULL, timestamp DATETIME(6) NOT NULL, type INT NOT NULL)"
+	if e.d == rsql.PostgreSQL {
+		ddl = "CREATE TABLE " + name + " (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, foreign_id BIGINT NOT NULL, timestamp TIMESTAMPTZ NOT NULL, type INT NOT NULL)"
+	}
+	if _, err := db.ExecContext(t.Context(), ddl); err != nil {
 		t.Fatal(err)
 	}
-	table := rsql.NewEventsTableInt(name)
+	table := rsql.NewEventsTableInt(name, rsql.WithEventsDialect(e.d))
+	t.Cleanup(func() { _ = table.Close() })
 	for i := range 10 {
 		if _, err := table.Insert(t.Context(), db, int64(100+i), testType(1)); err != nil {
 			t.Fatal(err)
@@ -492,8 +513,12 @@ func TestTrimEventsTableInt(t *testing.T) {
 
 // TestTrimRun runs passes until cancelled, and reports in metrics.
 func TestTrimRun(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+	forEngines(t, testTrimRun)
+}
+
+func testTrimRun(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	insertN(t, db, table, 1, 20)
 	store := rpatterns.MemCursorStore()
 	_ = store.SetCursor(t.Context(), "archiver", "12")
