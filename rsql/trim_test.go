@@ -563,3 +563,64 @@ func testTrimRun(t *testing.T, e engine) {
 		t.Errorf("oldest retained timestamp metric %v, want recent", got)
 	}
 }
+
+// TestTrimDuringFill: a trim that commits while the gap filler is between
+// its check of a range and its INSERT (the ID it found absent was being
+// written; it commits, is archived and trimmed meanwhile) must not make
+// the filler write a noop below the trim marker: the table would then
+// start with a noop instead of the marker (TrimmedThrough 0), and a
+// stream below it would skip the trimmed events as if they were noops.
+// PostgreSQL only: the MySQL and SQLite filler (fillRangeUncommitted)
+// does not recheck the marker after its INSERT yet.
+func TestTrimDuringFill(t *testing.T) {
+	testTrimDuringFill(t, postgres)
+}
+
+func testTrimDuringFill(t *testing.T, e engine) {
+	ctx := t.Context()
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
+	defer rsql.SetGapConfirm(time.Millisecond)()
+	insertN(t, db, table, 1, 10)
+	tx, id := openTx(t, db, table, "11")
+	if id != 11 {
+		t.Fatalf("open transaction wrote %d, want 11", id)
+	}
+	insertN(t, db, table, 12, 9)
+	store := rpatterns.MemCursorStore()
+	_ = store.SetCursor(ctx, "archiver", "20")
+	tr, err := rsql.NewTrimmer(db, table, time.Hour, rsql.WithTrimArchive(store, "archiver"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		checks  int
+		trimmed rsql.TrimResult
+		hookErr error
+	)
+	rsql.SetFillCheckHook(func() {
+		checks++
+		if checks != 1 {
+			return
+		}
+		// The filler found 11 absent (or uncommitted): it commits and
+		// is trimmed before the filler goes on.
+		if hookErr = tx.Commit(); hookErr == nil {
+			trimmed, hookErr = tr.TrimBelow(ctx, 16)
+		}
+	})
+	defer rsql.SetFillCheckHook(nil)
+	rsql.FillGap(ctx, table, db, rsql.Gap{Prev: 10, Next: 12})
+	if hookErr != nil || trimmed.Through != 15 {
+		t.Fatalf("trim during the fill = %+v, %v; want through 15", trimmed, hookErr)
+	}
+	if checks == 0 {
+		t.Fatal("the filler checked no range")
+	}
+	trimEnv{db: db, table: table}.wantRows(t, 15, 16, 20)
+	if th, err := table.TrimmedThrough(ctx, db); th != 15 || err != nil {
+		t.Errorf("TrimmedThrough = %d, %v; want 15", th, err)
+	}
+	_, err = recvErr(t, table.ToStream(db), "10")
+	wantTrimmed(t, err, 10, 15)
+}
