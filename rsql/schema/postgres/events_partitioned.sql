@@ -35,9 +35,7 @@ CREATE TABLE IF NOT EXISTS events_p2 PARTITION OF events FOR VALUES FROM (200000
 --   DROP TABLE events_p0;
 --
 -- DETACH ... CONCURRENTLY cannot run inside a transaction block: send the
--- two statements one at a time, each in its own implicit transaction. To
--- move the ID counter of a new table (PostgreSQL 15 and later):
--- ALTER TABLE events ALTER COLUMN id RESTART WITH n.
+-- two statements one at a time, each in its own implicit transaction.
 --
 -- Do not run Trimmer.Trim or Run on this table: they would delete the
 -- partitions' rows one chunk at a time.
