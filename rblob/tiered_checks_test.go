@@ -21,11 +21,15 @@ import (
 // reader, deterministically through the switch hooks: the reader goes
 // back to the archive as needed and sees every event once, in order.
 func TestStreamTieredTrimRaces(t *testing.T) {
+	forTieredServers(t, testStreamTieredTrimRaces)
+}
+
+func testStreamTieredTrimRaces(t *testing.T, srv tieredServer) {
 	for _, stage := range []string{"switch", "table", "back"} {
 		t.Run(stage, func(t *testing.T) {
 			// Without the table's cache, which would serve the events
 			// deleted under the reader (correctly, but without a switch).
-			env := newTieredEnvTable(t, dbtest.Open(t), rsql.MySQL, memBucket(t), 10, []rsql.EventsOption{rsql.WithoutEventsCache()})
+			env := newTieredEnvTable(t, srv.open(t), srv.d, memBucket(t), 10, []rsql.EventsOption{rsql.WithoutEventsCache()})
 			env.insert(t, tieredEvents(1, 200)...)
 			env.archiveAll(t)
 			env.trimBelow(t, 61)
@@ -131,7 +135,11 @@ func TestStreamTieredTrimUnderReader(t *testing.T) {
 // TestStreamTieredConcurrentTrim trims in small steps on another goroutine
 // while readers cross the switch point again and again.
 func TestStreamTieredConcurrentTrim(t *testing.T) {
-	env := newTieredEnv(t, dbtest.Open(t), rsql.MySQL, memBucket(t), 7)
+	forTieredServers(t, testStreamTieredConcurrentTrim)
+}
+
+func testStreamTieredConcurrentTrim(t *testing.T, srv tieredServer) {
+	env := newTieredEnv(t, srv.open(t), srv.d, memBucket(t), 7)
 	const n = 600
 	env.insert(t, tieredEvents(1, n)...)
 	env.archiveAll(t)

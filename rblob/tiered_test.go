@@ -199,7 +199,7 @@ func checkTieredEvents(t testing.TB, events []*reflex.Event) {
 }
 
 // TestStreamTieredSwitch reads across the switch from every kind of
-// cursor, in SQLite and MariaDB, with fileblob and memblob.
+// cursor, in SQLite, MariaDB and PostgreSQL, with fileblob and memblob.
 func TestStreamTieredSwitch(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -208,6 +208,7 @@ func TestStreamTieredSwitch(t *testing.T) {
 	}{
 		{"sqlite/memblob", func(t *testing.T) (*sql.DB, rsql.Dialect) { return sqlitetest.Open(t), rsql.SQLite }, func(t *testing.T) *blob.Bucket { return memBucket(t) }},
 		{"mysql/fileblob", func(t *testing.T) (*sql.DB, rsql.Dialect) { return dbtest.Open(t), rsql.MySQL }, func(t *testing.T) *blob.Bucket { b, _ := fileBucket(t); return b }},
+		{"postgres/fileblob", func(t *testing.T) (*sql.DB, rsql.Dialect) { return dbtest.OpenPG(t), rsql.PostgreSQL }, func(t *testing.T) *blob.Bucket { b, _ := fileBucket(t); return b }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, d := tc.db(t)

@@ -322,6 +322,13 @@ func (pgDialect) fillRange(ctx context.Context, t *EventsTable, db *sql.DB, lo, 
 			t.m.GapFilled.Add(float64(n))
 			return nil
 		}
+		if errors.Is(err, errFillTrimmed) {
+			// Trimmed meanwhile: fill only above the new marker.
+			if lo, err = t.untrimmedFrom(ctx, db, lo); err != nil {
+				return err
+			}
+			continue
+		}
 		if !pgLockWait(err) {
 			return err
 		}
@@ -334,6 +341,12 @@ func (pgDialect) fillRange(ctx context.Context, t *EventsTable, db *sql.DB, lo, 
 			if err == nil {
 				t.m.GapFilled.Add(float64(n))
 				continue
+			}
+			if errors.Is(err, errFillTrimmed) {
+				if lo, err = t.untrimmedFrom(ctx, db, id); err != nil {
+					return err
+				}
+				break
 			}
 			if !pgLockWait(err) {
 				return err
@@ -355,14 +368,15 @@ func pgLockWait(err error) bool {
 
 // pgFill inserts a noop event with each of ids, in ascending order, in one
 // statement with the given lock timeout, and returns how many it
-// inserted (IDs committed meanwhile are left alone).
+// inserted (IDs committed meanwhile are left alone). It inserts nothing
+// and returns errFillTrimmed if a trim committed since the IDs were read
+// would leave a noop below its marker.
 func (t *EventsTable) pgFill(ctx context.Context, db *sql.DB, ids []int64, lockTimeout time.Duration) (int64, error) {
 	q := &t.q
 	var b strings.Builder
 	b.Grow(128 + 48*len(ids))
-	// One round trip: without arguments pgx sends the text as one simple
-	// query, which PostgreSQL runs as one transaction (so SET LOCAL
-	// applies to the INSERT).
+	// Without arguments pgx sends the text as one simple query (so SET
+	// LOCAL applies to the INSERT, and its command tag is the INSERT's).
 	b.WriteString("SET LOCAL lock_timeout = " + strconv.FormatInt(lockTimeout.Milliseconds(), 10) + "; ")
 	b.WriteString("INSERT INTO " + q.table + " (" + q.id + ", " + q.foreignID + ", " + q.time + ", " + q.typ +
 		") OVERRIDING SYSTEM VALUE VALUES ")
@@ -373,12 +387,42 @@ func (t *EventsTable) pgFill(ctx context.Context, db *sql.DB, ids []int64, lockT
 		b.WriteString("(" + strconv.FormatInt(id, 10) + ", '" + noopForeignID + "', statement_timestamp(), 0)")
 	}
 	b.WriteString(" ON CONFLICT (" + q.id + ") DO NOTHING")
-	res, err := db.ExecContext(ctx, b.String())
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return 0, err
 	}
-	return res.RowsAffected()
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, b.String())
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	// A trim may have committed since the IDs were read (an ID was being
+	// written, then committed, archived and trimmed), or while the INSERT
+	// waited for its DELETE. Its marker is then the first row above the
+	// IDs that is not a filler's noop, and this query sees it (each
+	// statement of a READ COMMITTED transaction reads what committed
+	// before it): the noops are rolled back, so that the filler never
+	// writes below the marker (trim.go).
+	var marker bool
+	err = tx.QueryRowContext(ctx, "SELECT "+q.typ+" = 0 AND "+q.foreignID+" = '"+noopForeignID+"' FROM "+q.table+
+		" WHERE "+q.id+" > $1 AND NOT ("+q.typ+" = 0 AND "+q.foreignID+" = '"+noopForeignID+"' AND "+q.time+" >= $2)"+
+		" ORDER BY "+q.id+" LIMIT 1", ids[0], trimMarkerBefore).Scan(&marker)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return 0, err
+	case marker:
+		return 0, errFillTrimmed
+	}
+	return n, tx.Commit()
 }
+
+// errFillTrimmed is returned by pgFill when the IDs to fill were trimmed.
+var errFillTrimmed = errors.New("rsql: gap fill below the trim marker")
 
 // lowerInFlight reports whether an ID below id may still commit: whether
 // a transaction that held a write lock on the table when the first row

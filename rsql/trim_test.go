@@ -34,6 +34,10 @@ func trimDialects(t *testing.T, f func(t *testing.T, env trimEnv)) {
 		db := dbtest.Open(t)
 		f(t, trimEnv{db: db, table: newTable(t, db), store: rpatterns.MemCursorStore(), dialect: rsql.MySQL})
 	})
+	t.Run("postgres", func(t *testing.T) {
+		db := postgres.openDB(t)
+		f(t, trimEnv{db: db, table: newEngineTable(t, postgres, db), store: rpatterns.MemCursorStore(), dialect: rsql.PostgreSQL})
+	})
 	t.Run("sqlite", func(t *testing.T) {
 		db := sqlitetest.Open(t)
 		f(t, trimEnv{db: db, table: newSQLiteTable(t, db), store: rpatterns.MemCursorStore(), dialect: rsql.SQLite})
@@ -200,7 +204,7 @@ func TestTrimRetention(t *testing.T) {
 	trimDialects(t, func(t *testing.T, env trimEnv) {
 		ctx := t.Context()
 		insertN(t, env.db, env.table, 1, 50)
-		age := "UPDATE " + env.table.Name() + " SET timestamp = timestamp - INTERVAL 2 HOUR WHERE id <= 20"
+		age := "UPDATE " + env.table.Name() + " SET timestamp = timestamp - INTERVAL '2' HOUR WHERE id <= 20"
 		if env.dialect == rsql.SQLite {
 			age = "UPDATE " + env.table.Name() + " SET timestamp = strftime('%Y-%m-%d %H:%M:%f', timestamp, '-2 hours') WHERE id <= 20"
 		}
@@ -226,8 +230,12 @@ func TestTrimRetention(t *testing.T) {
 // TestTrimStopsAtGap: a pass never trims past a missing ID, here one that
 // an open transaction holds.
 func TestTrimStopsAtGap(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+	forEngines(t, testTrimStopsAtGap)
+}
+
+func testTrimStopsAtGap(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	insertN(t, db, table, 1, 10)
 	tx, id := openTx(t, db, table, "11")
 	insertN(t, db, table, 12, 10)
@@ -280,8 +288,12 @@ func TestTrimConsumers(t *testing.T) {
 // TestTrimBadInput: invalid construction fails with a clear error, a
 // missing archiver cursor fails each pass with ErrTrimNoCursor.
 func TestTrimBadInput(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+	forEngines(t, testTrimBadInput)
+}
+
+func testTrimBadInput(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	store := rpatterns.MemCursorStore()
 	archive := rsql.WithTrimArchive(store, "archiver")
 	for _, tc := range []struct {
@@ -465,12 +477,21 @@ func TestMarkTrimmed(t *testing.T) {
 
 // TestTrimEventsTableInt trims a table with integer foreign IDs.
 func TestTrimEventsTableInt(t *testing.T) {
-	db := dbtest.Open(t)
+	forEngines(t, testTrimEventsTableInt)
+}
+
+func testTrimEventsTableInt(t *testing.T, e engine) {
+	db := e.openDB(t)
 	name := fmt.Sprintf("events_%d", tableSeq.Add(1))
-	if _, err := db.ExecContext(t.Context(), "CREATE TABLE "+name+" (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, foreign_id BIGINT NOT NULL, timestamp DATETIME(6) NOT NULL, type INT NOT NULL)"); err != nil {
+	ddl := "CREATE TABLE " + name + " (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, foreign_id BIGINT NOT NULL, timestamp DATETIME(6) NOT NULL, type INT NOT NULL)"
+	if e.d == rsql.PostgreSQL {
+		ddl = "CREATE TABLE " + name + " (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, foreign_id BIGINT NOT NULL, timestamp TIMESTAMPTZ NOT NULL, type INT NOT NULL)"
+	}
+	if _, err := db.ExecContext(t.Context(), ddl); err != nil {
 		t.Fatal(err)
 	}
-	table := rsql.NewEventsTableInt(name)
+	table := rsql.NewEventsTableInt(name, rsql.WithEventsDialect(e.d))
+	t.Cleanup(func() { _ = table.Close() })
 	for i := range 10 {
 		if _, err := table.Insert(t.Context(), db, int64(100+i), testType(1)); err != nil {
 			t.Fatal(err)
@@ -492,8 +513,12 @@ func TestTrimEventsTableInt(t *testing.T) {
 
 // TestTrimRun runs passes until cancelled, and reports in metrics.
 func TestTrimRun(t *testing.T) {
-	db := dbtest.Open(t)
-	table := newTable(t, db)
+	forEngines(t, testTrimRun)
+}
+
+func testTrimRun(t *testing.T, e engine) {
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
 	insertN(t, db, table, 1, 20)
 	store := rpatterns.MemCursorStore()
 	_ = store.SetCursor(t.Context(), "archiver", "12")
@@ -537,4 +562,65 @@ func TestTrimRun(t *testing.T) {
 	if got := value(m.OldestTime); got < float64(time.Now().Add(-time.Hour).Unix()) {
 		t.Errorf("oldest retained timestamp metric %v, want recent", got)
 	}
+}
+
+// TestTrimDuringFill: a trim that commits while the gap filler is between
+// its check of a range and its INSERT (the ID it found absent was being
+// written; it commits, is archived and trimmed meanwhile) must not make
+// the filler write a noop below the trim marker: the table would then
+// start with a noop instead of the marker (TrimmedThrough 0), and a
+// stream below it would skip the trimmed events as if they were noops.
+// PostgreSQL only: the MySQL and SQLite filler (fillRangeUncommitted)
+// does not recheck the marker after its INSERT yet.
+func TestTrimDuringFill(t *testing.T) {
+	testTrimDuringFill(t, postgres)
+}
+
+func testTrimDuringFill(t *testing.T, e engine) {
+	ctx := t.Context()
+	db := e.openDB(t)
+	table := newEngineTable(t, e, db)
+	defer rsql.SetGapConfirm(time.Millisecond)()
+	insertN(t, db, table, 1, 10)
+	tx, id := openTx(t, db, table, "11")
+	if id != 11 {
+		t.Fatalf("open transaction wrote %d, want 11", id)
+	}
+	insertN(t, db, table, 12, 9)
+	store := rpatterns.MemCursorStore()
+	_ = store.SetCursor(ctx, "archiver", "20")
+	tr, err := rsql.NewTrimmer(db, table, time.Hour, rsql.WithTrimArchive(store, "archiver"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		checks  int
+		trimmed rsql.TrimResult
+		hookErr error
+	)
+	rsql.SetFillCheckHook(func() {
+		checks++
+		if checks != 1 {
+			return
+		}
+		// The filler found 11 absent (or uncommitted): it commits and
+		// is trimmed before the filler goes on.
+		if hookErr = tx.Commit(); hookErr == nil {
+			trimmed, hookErr = tr.TrimBelow(ctx, 16)
+		}
+	})
+	defer rsql.SetFillCheckHook(nil)
+	rsql.FillGap(ctx, table, db, rsql.Gap{Prev: 10, Next: 12})
+	if hookErr != nil || trimmed.Through != 15 {
+		t.Fatalf("trim during the fill = %+v, %v; want through 15", trimmed, hookErr)
+	}
+	if checks == 0 {
+		t.Fatal("the filler checked no range")
+	}
+	trimEnv{db: db, table: table}.wantRows(t, 15, 16, 20)
+	if th, err := table.TrimmedThrough(ctx, db); th != 15 || err != nil {
+		t.Errorf("TrimmedThrough = %d, %v; want 15", th, err)
+	}
+	_, err = recvErr(t, table.ToStream(db), "10")
+	wantTrimmed(t, err, 10, 15)
 }

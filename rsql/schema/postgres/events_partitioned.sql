@@ -34,5 +34,8 @@ CREATE TABLE IF NOT EXISTS events_p2 PARTITION OF events FOR VALUES FROM (200000
 --   ALTER TABLE events DETACH PARTITION events_p0 CONCURRENTLY;
 --   DROP TABLE events_p0;
 --
+-- DETACH ... CONCURRENTLY cannot run inside a transaction block: send the
+-- two statements one at a time, each in its own implicit transaction.
+--
 -- Do not run Trimmer.Trim or Run on this table: they would delete the
 -- partitions' rows one chunk at a time.
