@@ -23,7 +23,9 @@ import (
 // TestDashboardAgainstDemo runs the demo (users and welcome services on
 // SQLite) with -metrics, a real Prometheus scraping it every second, and
 // checks that the dashboard's throughput and lag queries return series of
-// the demo's consumer.
+// the demo's consumer, that the peer panels show the stream its gRPC
+// server serves, and that Prometheus evaluates every alert rule without an
+// error.
 func TestDashboardAgainstDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: builds and runs the demo and Prometheus")
@@ -91,16 +93,16 @@ scrape_configs:
 	queries := map[string]string{}
 	for _, p := range d.Panels {
 		switch p.Title {
-		case "Throughput per consumer", "Lag in seconds", "Lag in events":
+		case "Throughput per consumer", "Lag in seconds", "Lag in events", "Peer streams", "Events sent per peer", "Peer lag in events":
 			queries[p.Title] = grafanaVars.Replace(p.Targets[0].Expr)
 		}
 	}
-	if len(queries) != 3 {
+	if len(queries) != 6 {
 		t.Fatalf("dashboard panels found: %v", queries)
 	}
-	// The demo's consumer reads over gRPC, whose clients do not report
-	// their head yet: no lag in events.
-	required := []string{"Throughput per consumer", "Lag in seconds"}
+	// The demo's consumer reads over gRPC, whose client reports the head
+	// that the server sends: it has a lag in events too.
+	required := []string{"Throughput per consumer", "Lag in seconds", "Lag in events"}
 	for _, title := range required {
 		err := testguard.Poll(2*time.Minute, 200*time.Millisecond, "query "+title, func() (int64, bool, error) {
 			series, err := query(ctx, promAddr, queries[title])
@@ -119,11 +121,90 @@ scrape_configs:
 			t.Fatalf("%v (query %s)", err, queries[title])
 		}
 	}
-	series, err := query(ctx, promAddr, queries["Lag in events"])
+	// The demo's users service serves the stream that its welcome service
+	// reads: the peer panels show it (under "unknown" while the demo's
+	// client sends no consumer name).
+	for _, title := range []string{"Peer streams", "Events sent per peer", "Peer lag in events"} {
+		err := testguard.Poll(2*time.Minute, 200*time.Millisecond, "query "+title, func() (int64, bool, error) {
+			series, err := query(ctx, promAddr, queries[title])
+			if err != nil {
+				return 0, false, nil
+			}
+			for _, s := range series {
+				if s.Metric["job"] == "demo" {
+					t.Logf("%s: %s = %v", title, s.Metric["consumer_name"], s.Value[1])
+					return 1, true, nil
+				}
+			}
+			return int64(len(series)), false, nil
+		})
+		if err != nil {
+			t.Fatalf("%v (query %s)", err, queries[title])
+		}
+	}
+	// Prometheus evaluates every alert rule against the demo's series
+	// without an error.
+	err = testguard.Poll(2*time.Minute, 200*time.Millisecond, "evaluate the alert rules", func() (int64, bool, error) {
+		rules, err := alertRules(ctx, promAddr)
+		if err != nil {
+			return 0, false, nil
+		}
+		var evaluated int64
+		for _, r := range rules {
+			switch r.Health {
+			case "ok":
+				evaluated++
+			case "unknown":
+			default:
+				return 0, false, fmt.Errorf("rule %s: health %s: %s", r.Name, r.Health, r.LastError)
+			}
+		}
+		return evaluated, len(rules) > 0 && evaluated == int64(len(rules)), nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("Lag in events: %d series", len(series))
+}
+
+// promRule is a rule of Prometheus's rules API.
+type promRule struct {
+	Name      string `json:"name"`
+	Health    string `json:"health"`
+	LastError string `json:"lastError"`
+}
+
+// alertRules returns the alerting rules of the Prometheus at addr.
+func alertRules(ctx context.Context, addr string) ([]promRule, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/rules?type=alert", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Data   struct {
+			Groups []struct {
+				Rules []promRule `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, err
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("rules: status %s", body.Status)
+	}
+	var out []promRule
+	for _, g := range body.Data.Groups {
+		out = append(out, g.Rules...)
+	}
+	return out, nil
 }
 
 // promSeries is a series of an instant query's result.

@@ -66,10 +66,25 @@ type rulesFileYAML struct {
 	Groups []struct {
 		Name  string `yaml:"name"`
 		Rules []struct {
-			Alert string `yaml:"alert"`
-			Expr  string `yaml:"expr"`
+			Alert       string            `yaml:"alert"`
+			Expr        string            `yaml:"expr"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
 		} `yaml:"rules"`
 	} `yaml:"groups"`
+}
+
+func readRules(t *testing.T) rulesFileYAML {
+	t.Helper()
+	b, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rf rulesFileYAML
+	if err := yaml.Unmarshal(b, &rf); err != nil {
+		t.Fatalf("%s: %v", rulesFile, err)
+	}
+	return rf
 }
 
 // dashboardJSON is the part of the dashboard the tests read.
@@ -120,14 +135,7 @@ type expression struct{ where, expr string }
 // dashboard, with the dashboard's variables replaced.
 func expressions(t *testing.T) []expression {
 	t.Helper()
-	b, err := os.ReadFile(rulesFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rf rulesFileYAML
-	if err := yaml.Unmarshal(b, &rf); err != nil {
-		t.Fatalf("%s: %v", rulesFile, err)
-	}
+	rf := readRules(t)
 	var out []expression
 	for _, g := range rf.Groups {
 		for _, r := range g.Rules {
@@ -212,6 +220,13 @@ func registered(t *testing.T) map[string]bool {
 	metrics.BatchBufferLength(x)
 	metrics.KeyedInFlight(x)
 	metrics.NewRBlob(x)
+	metrics.NewRBlobArchiver(x)
+	metrics.NewTrim(x).Statement.Observe(0)
+	metrics.NewBreaker(x).Reconnect()
+	peer := metrics.OpenPeerStream(x, func() (int64, bool) { return 1, true })
+	defer peer.Close()
+	peer.Sent(1, 1)
+	peer.SendError()
 
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
@@ -255,7 +270,14 @@ func TestExpressionsUseRegisteredMetrics(t *testing.T) {
 	// The dashboard covers what it promises.
 	for _, m := range []string{"reflex_consumer_latency_seconds_count", "reflex_consumer_lag_events", "reflex_consumer_lag_seconds",
 		"reflex_consumer_latency_seconds_bucket", "reflex_events_table_open_gaps", "reflex_cursors_table_set_total",
-		"reflex_events_table_rcache_hits_total", "reflex_consumer_dead_lettered_events_count", "reflex_lease_losses_total"} {
+		"reflex_events_table_rcache_hits_total", "reflex_consumer_dead_lettered_events_count", "reflex_lease_losses_total",
+		"reflex_lease_shards_owned", "reflex_lease_claims_total", "reflex_lease_epoch",
+		"reflex_server_peer_streams", "reflex_server_peer_events_sent_total", "reflex_server_peer_sent_bytes_total",
+		"reflex_server_peer_lag_events", "reflex_server_peer_send_errors_total",
+		"reflex_client_breaker_state", "reflex_client_reconnect_attempts_total",
+		"reflex_events_table_trimmed_rows_total", "reflex_events_table_oldest_retained_timestamp_seconds",
+		"reflex_events_table_trim_statement_seconds_bucket", "reflex_events_table_trim_passes_total",
+		"reflex_rblob_archived_events_total", "reflex_rblob_decode_errors_total"} {
 		if !used[m] {
 			t.Errorf("no expression uses %s", m)
 		}
@@ -279,10 +301,20 @@ func TestDashboardLayout(t *testing.T) {
 		}
 		titles = append(titles, p.Title)
 	}
+	for i, p := range d.Panels {
+		for _, q := range d.Panels[:i] {
+			a, b := p.GridPos, q.GridPos
+			if a.X < b.X+b.W && b.X < a.X+a.W && a.Y < b.Y+b.H && b.Y < a.Y+a.H {
+				t.Errorf("panels %q and %q overlap: %+v, %+v", p.Title, q.Title, a, b)
+			}
+		}
+	}
 	sort.Strings(titles)
 	for _, want := range []string{"Throughput per consumer", "Lag in events", "Lag in seconds", "Consume latency",
 		"Open gaps", "Oldest gap age", "Cursor writes", "Cursor flush errors and concurrent writers",
-		"Read-through cache hit ratio", "Consumer errors and dead letters"} {
+		"Read-through cache hit ratio", "Consumer errors and dead letters", "Shard leases",
+		"Peer streams", "Peer lag in events", "Events sent per peer", "Bytes sent per peer", "Client circuit breakers",
+		"Trimmed rows", "Oldest retained event age", "Trim statement latency", "Archived events"} {
 		if !slices.Contains(titles, want) {
 			t.Errorf("no panel %q (panels: %v)", want, titles)
 		}
