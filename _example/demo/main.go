@@ -163,7 +163,9 @@ func demo(ctx context.Context, events int, rate float64, dir, dbURL, prefix stri
 		lastErr = err
 		errMu.Unlock()
 	}
-	wg.Go(func() { welcome.Run(ctx, reflex.GRPCStreamFunc(conn, reflex.WithGRPCConsumerName(exclient.ConsumerName))) })
+	wg.Go(func() {
+		welcome.Run(ctx, reflex.GRPCStreamFunc(conn, reflex.WithGRPCConsumerName(exclient.ConsumerName)))
+	})
 
 	// Produce users at a steady rate.
 	var produced sync.WaitGroup
