@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,16 @@ type loadFunc func(ctx context.Context, db *sql.DB, prev int64, lag time.Duratio
 // most size events and about maxBytes of memory. Concurrent misses for the
 // same position share one load.
 //
+// Readers: besides the events added during the current readerWindow (for
+// streams that start or arrive at the same position soon after), the
+// cache keeps only the events that a stream may still read from it: those
+// after the lowest position at which a load through the cache left a
+// stream (the last event it returned, or its prev if none) during the
+// current or the previous window. Streams that all keep up with the head
+// so hold about a window of events, not size; a stream that does not load
+// for longer than a window may find its next events dropped and read them
+// from the database.
+//
 // Memory: the events of one load share their allocations (see decoder),
 // so the cache counts the memory of each added batch (a segment) until
 // its last event leaves, and drops whole old segments to stay under
@@ -51,7 +62,26 @@ type rcache struct {
 	// tailHeadCh is the headCh of the load that added the tail, if that
 	// load reached the head; nil otherwise.
 	tailHeadCh <-chan struct{}
+	// lowPrev is the lowest reader position of the previous window
+	// (noReader if none); windowStart is the start of the current one
+	// and windowTail the cache's tail then (the events after it were
+	// added during the window).
+	lowPrev     int64
+	windowStart time.Time
+	windowTail  int64
+
+	// lowCur is the lowest reader position of the current window, noReader
+	// if none; hits under the read lock lower it atomically.
+	lowCur atomic.Int64
 }
+
+// readerWindow is how long the cache keeps the events after a reader's
+// position for it (between one and two windows): a stream that loads at
+// least this often reads only from the cache while it keeps up.
+const readerWindow = time.Second
+
+// noReader is a window's lowest reader position when nobody loaded in it.
+const noReader = math.MaxInt64
 
 // minCompact is the fewest dropped entries for which the cache copies its
 // arrays (a tiny cache would otherwise copy on every add).
@@ -79,7 +109,41 @@ type flight struct {
 }
 
 func newRCache(size, maxBytes int, m *metrics.EventsTable) *rcache {
-	return &rcache{size: size, maxBytes: maxBytes, m: m, flights: make(map[flightKey]*flight)}
+	c := &rcache{size: size, maxBytes: maxBytes, m: m, flights: make(map[flightKey]*flight), lowPrev: noReader}
+	c.lowCur.Store(noReader)
+	return c
+}
+
+// sawReader records that a load left a stream at pos.
+func (c *rcache) sawReader(pos int64) {
+	for {
+		cur := c.lowCur.Load()
+		if pos >= cur || c.lowCur.CompareAndSwap(cur, pos) {
+			return
+		}
+	}
+}
+
+// rotateLocked starts a new window if the current one is over; tail is
+// the cache's tail before an add (the ID before the added events if the
+// cache is empty).
+func (c *rcache) rotateLocked(now time.Time, tail int64) {
+	if now.Sub(c.windowStart) >= readerWindow {
+		c.lowPrev = c.lowCur.Swap(noReader)
+		c.windowStart, c.windowTail = now, tail
+	}
+}
+
+// readFloorLocked returns the ID at or below which the cache may drop
+// events: no recent reader will read them and they were added before the
+// current window. It returns -1 when no reader loaded in either window
+// (then only the size and maxBytes bound the cache).
+func (c *rcache) readFloorLocked() int64 {
+	low := min(c.lowPrev, c.lowCur.Load())
+	if low == noReader {
+		return -1
+	}
+	return min(low, c.windowTail)
 }
 
 // load returns the cached events after prev (all of them, or with lag
@@ -91,6 +155,7 @@ func (c *rcache) load(ctx context.Context, db *sql.DB, prev int64, lag time.Dura
 		b, ok := c.hitLocked(prev, lag)
 		c.mu.RUnlock()
 		if ok {
+			c.sawReader(b.next)
 			c.m.CacheHits.Inc()
 			return b, nil
 		}
@@ -101,6 +166,7 @@ func (c *rcache) load(ctx context.Context, db *sql.DB, prev int64, lag time.Dura
 		c.mu.Lock()
 		if !cacheDisabled.Load() {
 			if b, ok := c.hitLocked(prev, lag); ok {
+				c.sawReader(b.next)
 				c.mu.Unlock()
 				return b, nil
 			}
@@ -123,6 +189,9 @@ func (c *rcache) load(ctx context.Context, db *sql.DB, prev int64, lag time.Dura
 			}
 			b := f.b
 			b.head = false // loaded before this caller may have looked (headCh tells)
+			if f.err == nil {
+				c.sawReader(b.next)
+			}
 			return b, f.err
 		}
 
@@ -131,8 +200,11 @@ func (c *rcache) load(ctx context.Context, db *sql.DB, prev int64, lag time.Dura
 			f.err = checkConsecutive(f.b.ids)
 		}
 		c.mu.Lock()
-		if f.err == nil && c.addLocked(f.b) {
-			c.tailHeadCh = f.b.headCh
+		if f.err == nil {
+			c.sawReader(f.b.next)
+			if c.addLocked(f.b) {
+				c.tailHeadCh = f.b.headCh
+			}
 		}
 		delete(c.flights, key)
 		c.mu.Unlock()
@@ -178,6 +250,11 @@ func (c *rcache) addLocked(b batch) bool {
 		return false
 	}
 	n := len(c.ids)
+	tail := b.ids[0] - 1
+	if n > 0 {
+		tail = c.ids[n-1]
+	}
+	c.rotateLocked(time.Now(), tail)
 	switch {
 	case n == 0 || b.ids[0] > c.ids[n-1]+1:
 		c.events, c.ids = b.events, b.ids
@@ -198,10 +275,13 @@ func (c *rcache) addLocked(b batch) bool {
 	return true
 }
 
-// trimLocked drops the oldest events beyond the size and the oldest
-// segments beyond maxBytes.
+// trimLocked drops the events no recent reader will read, the oldest
+// events beyond the size and the oldest segments beyond maxBytes.
 func (c *rcache) trimLocked() {
 	drop := max(len(c.ids)-c.size, 0)
+	if floor := c.readFloorLocked(); floor >= c.ids[0] {
+		drop = max(drop, int(min(floor-c.ids[0]+1, int64(len(c.ids)))))
+	}
 	// Over maxBytes, drop whole segments, oldest first: only then is their
 	// memory freed.
 	freed := 0

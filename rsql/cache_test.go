@@ -89,46 +89,50 @@ func eqIDs(a []int64, from, to int64) bool {
 }
 
 func TestCacheVectors(t *testing.T) {
-	src := &fakeSource{n: 3}
-	c := newTestCache(defaultCacheSize)
+	// In a bubble: the cache keeps what the readers need for a second
+	// of its clock, which must not pass between the loads.
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{n: 3}
+		c := newTestCache(defaultCacheSize)
 
-	// Empty: a miss.
-	if got := cacheLoad(t, c, src, 0, 100); !eqIDs(got, 1, 3) || src.callCount() != 1 {
-		t.Fatalf("first load = %v with %d calls, want 1..3 with 1", got, src.callCount())
-	}
-	// The same range again: a hit.
-	if got := cacheLoad(t, c, src, 0, 100); !eqIDs(got, 1, 3) || src.callCount() != 1 {
-		t.Fatalf("second load = %v with %d calls, want a hit", got, src.callCount())
-	}
-	// Offset hit.
-	if got := cacheLoad(t, c, src, 2, 100); !eqIDs(got, 3, 3) || src.callCount() != 1 {
-		t.Fatalf("load after 2 = %v with %d calls, want [3] from the cache", got, src.callCount())
-	}
-	// prev == tail: a miss.
-	if got := cacheLoad(t, c, src, 3, 100); len(got) != 0 || src.callCount() != 2 {
-		t.Fatalf("load after the tail = %v with %d calls, want a query", got, src.callCount())
-	}
-	// Appending at the tail.
-	src.n = 5
-	if got := cacheLoad(t, c, src, 3, 100); !eqIDs(got, 4, 5) {
-		t.Fatalf("load after 3 = %v", got)
-	}
-	if got := c.ids; !eqIDs(got, 1, 5) {
-		t.Fatalf("cache = %v, want 1..5", got)
-	}
-	// A load past a hole after the tail replaces the cache.
-	src.n = 10
-	if got := cacheLoad(t, c, src, 7, 100); !eqIDs(got, 8, 10) {
-		t.Fatalf("load after 7 = %v", got)
-	}
-	if got := c.ids; !eqIDs(got, 8, 10) {
-		t.Fatalf("cache = %v, want 8..10", got)
-	}
-	// An overlapping load is ignored.
-	cacheLoad(t, c, &fakeSource{n: 10}, 5, 100)
-	if got := c.ids; !eqIDs(got, 8, 10) {
-		t.Fatalf("cache after overlap = %v, want 8..10", got)
-	}
+		// Empty: a miss.
+		if got := cacheLoad(t, c, src, 0, 100); !eqIDs(got, 1, 3) || src.callCount() != 1 {
+			t.Fatalf("first load = %v with %d calls, want 1..3 with 1", got, src.callCount())
+		}
+		// The same range again: a hit.
+		if got := cacheLoad(t, c, src, 0, 100); !eqIDs(got, 1, 3) || src.callCount() != 1 {
+			t.Fatalf("second load = %v with %d calls, want a hit", got, src.callCount())
+		}
+		// Offset hit.
+		if got := cacheLoad(t, c, src, 2, 100); !eqIDs(got, 3, 3) || src.callCount() != 1 {
+			t.Fatalf("load after 2 = %v with %d calls, want [3] from the cache", got, src.callCount())
+		}
+		// prev == tail: a miss.
+		if got := cacheLoad(t, c, src, 3, 100); len(got) != 0 || src.callCount() != 2 {
+			t.Fatalf("load after the tail = %v with %d calls, want a query", got, src.callCount())
+		}
+		// Appending at the tail.
+		src.n = 5
+		if got := cacheLoad(t, c, src, 3, 100); !eqIDs(got, 4, 5) {
+			t.Fatalf("load after 3 = %v", got)
+		}
+		if got := c.ids; !eqIDs(got, 1, 5) {
+			t.Fatalf("cache = %v, want 1..5", got)
+		}
+		// A load past a hole after the tail replaces the cache.
+		src.n = 10
+		if got := cacheLoad(t, c, src, 7, 100); !eqIDs(got, 8, 10) {
+			t.Fatalf("load after 7 = %v", got)
+		}
+		if got := c.ids; !eqIDs(got, 8, 10) {
+			t.Fatalf("cache = %v, want 8..10", got)
+		}
+		// An overlapping load is ignored.
+		cacheLoad(t, c, &fakeSource{n: 10}, 5, 100)
+		if got := c.ids; !eqIDs(got, 8, 10) {
+			t.Fatalf("cache after overlap = %v, want 8..10", got)
+		}
+	})
 }
 
 func TestCacheTrims(t *testing.T) {
@@ -234,6 +238,58 @@ func TestCacheReleasesDropped(t *testing.T) {
 		}
 	}
 	runtime.KeepAlive(c)
+}
+
+// TestCacheKeepsWhatReadersNeed: the cache holds the events of the
+// current window and those a recent reader has not read yet, not size
+// events for streams that all keep up with the head; a reader that pauses
+// for longer than two windows still gets the right events, from the
+// database.
+func TestCacheKeepsWhatReadersNeed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const step = 10 * time.Millisecond // one event per step
+		src := &fakeSource{}
+		c := newTestCache(defaultCacheSize)
+		var head, slow int64 // positions of a head reader and a slower one
+		slowHits := 0
+		for i := range 400 {
+			src.mu.Lock()
+			src.n++
+			src.mu.Unlock()
+			if got := cacheLoad(t, c, src, head, 100); !eqIDs(got, head+1, head+1) {
+				t.Fatalf("head reader after %d got %v", head, got)
+			}
+			head++
+			// The slower reader loads every 50 steps (half a window) for
+			// the first 200 events, then pauses for two windows and more.
+			if i%50 == 49 && i < 200 {
+				calls := src.callCount()
+				if got := cacheLoad(t, c, src, slow, 100); !eqIDs(got, slow+1, head) {
+					t.Fatalf("slow reader after %d got %v, want %d..%d", slow, got, slow+1, head)
+				}
+				if src.callCount() == calls {
+					slowHits++
+				}
+				slow = head
+			}
+			time.Sleep(step)
+		}
+		if slowHits != 4 {
+			t.Errorf("slow reader hit the cache %d times of 4", slowHits)
+		}
+		// Only the events of the current window (plus those of the window
+		// before, for the readers of that window) are kept.
+		if n := len(c.ids); n > 2*int(readerWindow/step) {
+			t.Errorf("cache holds %d events for readers at the head, want at most %d", n, 2*int(readerWindow/step))
+		}
+		calls := src.callCount()
+		if got := cacheLoad(t, c, src, slow, 1000); !eqIDs(got, slow+1, head) {
+			t.Fatalf("slow reader after its pause got %d events, want %d..%d", len(got), slow+1, head)
+		}
+		if src.callCount() != calls+1 {
+			t.Errorf("slow reader after its pause: %d loads, want 1 (its events were dropped)", src.callCount()-calls)
+		}
+	})
 }
 
 func TestCacheHitIgnoresLimit(t *testing.T) {
@@ -381,32 +437,36 @@ func TestDisableCache(t *testing.T) {
 // TestCacheStreamQueries: two lagged readers of the same events cost one
 // query with the cache and one each without it.
 func TestCacheStreamQueries(t *testing.T) {
-	for _, tc := range []struct {
-		opts []EventsOption
-		want int
-	}{{nil, 1}, {[]EventsOption{WithoutEventsCache()}, 2}} {
-		src := &fakeSource{n: 3}
-		loader := func(ctx context.Context, db *sql.DB, prev int64, lag time.Duration) ([]*reflex.Event, error) {
-			b, err := src.load(ctx, db, prev, lag, 100)
-			for _, e := range b.events {
-				e.Type = eventtype.Type(1)
-			}
-			return b.events, err
-		}
-		table := NewEventsTable("cached", append(tc.opts, WithEventsLoader(loader))...)
-		for range 2 {
-			cl := table.Stream(t.Context(), nil, "", reflex.WithStreamLag(time.Minute), reflex.WithStreamToHead())
-			for range 3 {
-				if _, err := cl.Recv(); err != nil {
-					t.Fatal(err)
+	// In a bubble: the cache keeps what the readers need for a second
+	// of its clock, which must not pass between the loads.
+	synctest.Test(t, func(t *testing.T) {
+		for _, tc := range []struct {
+			opts []EventsOption
+			want int
+		}{{nil, 1}, {[]EventsOption{WithoutEventsCache()}, 2}} {
+			src := &fakeSource{n: 3}
+			loader := func(ctx context.Context, db *sql.DB, prev int64, lag time.Duration) ([]*reflex.Event, error) {
+				b, err := src.load(ctx, db, prev, lag, 100)
+				for _, e := range b.events {
+					e.Type = eventtype.Type(1)
 				}
+				return b.events, err
 			}
-			_ = cl.(interface{ Close() error }).Close()
+			table := NewEventsTable("cached", append(tc.opts, WithEventsLoader(loader))...)
+			for range 2 {
+				cl := table.Stream(t.Context(), nil, "", reflex.WithStreamLag(time.Minute), reflex.WithStreamToHead())
+				for range 3 {
+					if _, err := cl.Recv(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				_ = cl.(interface{ Close() error }).Close()
+			}
+			if got := src.callCount(); got != tc.want {
+				t.Errorf("opts %d: %d loader calls for two readers, want %d", len(tc.opts), got, tc.want)
+			}
 		}
-		if got := src.callCount(); got != tc.want {
-			t.Errorf("opts %d: %d loader calls for two readers, want %d", len(tc.opts), got, tc.want)
-		}
-	}
+	})
 }
 
 func BenchmarkCacheHit(b *testing.B) {

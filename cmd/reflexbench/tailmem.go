@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +78,7 @@ func runW4c(ctx context.Context, c *config, r *WorkloadReport) error {
 		r.add(name+"RSS at 100k events", "MB", target, kb[1]/1024)
 		r.add(name+"peak RSS", "MB", target, kb[2]/1024)
 		r.add(name+"RSS growth 10k->100k", "MB", "", (kb[1]-kb[0])/1024)
+		r.add(name+"peak RSS above the floor", "MB", "", kb[2]/1024-idle/1024)
 		if _, err := c.db.ExecContext(ctx, "DROP TABLE "+table); err != nil {
 			return err
 		}
@@ -152,7 +155,41 @@ func childTailMem(ctx context.Context, eng engine, db *sql.DB, table string, n, 
 		return fmt.Errorf("%d of %d consumers saw all %d events", done.Load(), consumers, n)
 	}
 	fmt.Println(rssWarm.Load(), procStatusKB("VmRSS"), procStatusKB("VmHWM"))
-	return nil
+	return writeMemProfile(consumers)
+}
+
+func init() {
+	if os.Getenv("REFLEXBENCH_MEMPROFILE") != "" {
+		runtime.MemProfileRate = 1 // every allocation, for exact in-use figures
+	}
+}
+
+// writeMemProfile writes, when $REFLEXBENCH_MEMPROFILE names a file, the
+// child's heap profile (after a GC) to that file suffixed with "." and the
+// number of consumers, and its RSS by kind, memory statistics and
+// goroutine count to standard error: what W4C's RSS is made of.
+func writeMemProfile(consumers int) error {
+	path := os.Getenv("REFLEXBENCH_MEMPROFILE")
+	if path == "" {
+		return nil
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	const mb = 1 << 20
+	fmt.Fprintf(os.Stderr, "rss: anon %d kB, file %d kB; ", procStatusKB("RssAnon"), procStatusKB("RssFile"))
+	fmt.Fprintf(os.Stderr, "memstats: heap inuse %.1f MB, idle %.1f MB, released %.1f MB, stacks %.1f MB, other sys %.1f MB, total sys %.1f MB; %d goroutines; %d GCs\n",
+		float64(ms.HeapInuse)/mb, float64(ms.HeapIdle)/mb, float64(ms.HeapReleased)/mb, float64(ms.StackSys)/mb,
+		float64(ms.Sys-ms.HeapSys-ms.StackSys)/mb, float64(ms.Sys)/mb, runtime.NumGoroutine(), ms.NumGC)
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, consumers))
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // procStatusKB returns a field of /proc/self/status in KiB, 0 if unknown.
