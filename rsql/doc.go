@@ -138,8 +138,11 @@
 // [EventsTable] serves the recent events to all its streams; streams far
 // behind the head bypass it and read large batches ahead of the consumer.
 // The head watchers are the package's only process-wide state, with the
-// switch of [DisableCache]. The cache holds at most 10,000 events and
-// about 4 MiB of them.
+// switch of [DisableCache]. The cache holds the events added in the last
+// second and those a stream that loaded in the last one to two seconds
+// has not read yet, at most 10,000 events and about 4 MiB: streams that
+// keep up with the head cost it little memory, and a stream that pauses
+// longer reads its next events from the database.
 //
 // # Leases and effectively-once consumers
 //
