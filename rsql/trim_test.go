@@ -641,3 +641,38 @@ func testTrimDuringFill(t *testing.T, env trimEnv, writer bool) {
 	_, err := recvErr(t, table.ToStream(db), "10")
 	wantTrimmed(t, err, 10, 15)
 }
+
+// TestFillBelowMarkTrimmed: the filler leaves an ID below a marker that
+// MarkTrimmed put above rows it kept alone, and ends: with rows below the
+// marker, TrimmedThrough is 0, so the filler goes on above the marker it
+// found, not above TrimmedThrough.
+func TestFillBelowMarkTrimmed(t *testing.T) {
+	trimDialects(t, func(t *testing.T, env trimEnv) {
+		if env.dialect == rsql.PostgreSQL {
+			t.Skip("pgFill (events_postgres.go) restarts from TrimmedThrough, 0 here, and loops until its context is done")
+		}
+		insertN(t, env.db, env.table, 1, 20)
+		if _, err := env.db.ExecContext(t.Context(), "DELETE FROM "+env.table.Name()+" WHERE id = 19"); err != nil {
+			t.Fatal(err)
+		}
+		env.setArchived(t, 20)
+		if r, err := env.trimmer(t, time.Hour).MarkTrimmed(t.Context(), 19); err != nil || r.Through != 20 {
+			t.Fatalf("MarkTrimmed(19) = %+v, %v; want the marker on 20", r, err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), guard)
+		defer cancel()
+		rsql.FillGap(ctx, env.table, env.db, rsql.Gap{Prev: 18, Next: 20})
+		if ctx.Err() != nil {
+			t.Fatal("the filler did not end")
+		}
+		var want []int64
+		for id := int64(1); id <= 20; id++ {
+			if id != 19 {
+				want = append(want, id)
+			}
+		}
+		if got := env.rowIDs(t); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("rows %v, want 1..18 and 20", got)
+		}
+	})
+}
