@@ -82,7 +82,10 @@ func (t *EventsTable) StopGapListener(ctx context.Context) error {
 // inserts a noop event with that ID (foreign ID "0", type 0), which
 // streams skip unless WithIncludeNoopEvents. A duplicate-key error means
 // the ID was written meanwhile, which is success. On other errors it
-// abandons the gap; it is detected again by the next load.
+// abandons the gap; it is detected again by the next load. It never
+// fills an ID below the trim marker of a Trimmer, even one trimmed while
+// it fills: the noops are rolled back if a trim committed since it found
+// their IDs absent.
 //
 // The filler uses the table's configured ID column. It runs on the
 // table's gap-serving goroutine until StopFillingGaps, StopGapListener or
