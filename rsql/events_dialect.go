@@ -24,6 +24,10 @@ type eventsDialect interface {
 	// (see FillGaps), waiting for those that a transaction may still
 	// commit. It gives up on the first error, or when ctx is done.
 	fillRange(ctx context.Context, t *EventsTable, db *sql.DB, lo, hi int64) error
+	// fillTx returns the options of the gap filler's transaction that
+	// inserts noops and reads the trim marker above them (gap_trim.go),
+	// nil for the default.
+	fillTx() *sql.TxOptions
 	// lowerInFlight reports whether an ID below id may still be
 	// committed, so that a stream from the beginning must not start at id
 	// yet.
@@ -69,6 +73,16 @@ func (mysqlDialect) fillRange(ctx context.Context, t *EventsTable, db *sql.DB, l
 func (sqliteDialect) fillRange(ctx context.Context, t *EventsTable, db *sql.DB, lo, hi int64) error {
 	return t.fillRangeUncommitted(ctx, db, lo, hi)
 }
+
+// fillTx: READ COMMITTED, so that the filler's read of the trim marker
+// after its INSERT sees every trim committed before it, and its INSERT
+// locks only the rows it writes.
+func (mysqlDialect) fillTx() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+}
+
+// fillTx: SQLite serialises writers; its default is the only level.
+func (sqliteDialect) fillTx() *sql.TxOptions { return nil }
 
 func (mysqlDialect) lowerInFlight(ctx context.Context, t *EventsTable, db *sql.DB, id int64) (bool, error) {
 	return t.lowerUncommitted(ctx, db, id)

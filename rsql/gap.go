@@ -3,6 +3,7 @@ package rsql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -81,7 +82,10 @@ func (t *EventsTable) StopGapListener(ctx context.Context) error {
 // inserts a noop event with that ID (foreign ID "0", type 0), which
 // streams skip unless WithIncludeNoopEvents. A duplicate-key error means
 // the ID was written meanwhile, which is success. On other errors it
-// abandons the gap; it is detected again by the next load.
+// abandons the gap; it is detected again by the next load. It never
+// fills an ID below the trim marker of a Trimmer, even one trimmed while
+// it fills: the noops are rolled back if a trim committed since it found
+// their IDs absent.
 //
 // The filler uses the table's configured ID column. It runs on the
 // table's gap-serving goroutine until StopFillingGaps, StopGapListener or
@@ -376,7 +380,8 @@ func confirmPause() time.Duration {
 // testGapConfirm, if not zero, replaces gapConfirm in tests.
 var testGapConfirm atomic.Int64
 
-// testHookFillCheck, if set, is called after each check of fillRange.
+// testHookFillCheck, if set, is called after each check of fillRange,
+// before the filler writes.
 var testHookFillCheck atomic.Pointer[func()]
 
 // fillRangeUncommitted fills the IDs in [lo, hi) of a MySQL or SQLite
@@ -390,6 +395,11 @@ var testHookFillCheck atomic.Pointer[func()]
 // finds it absent. Filling it at once could fail the writer's transaction
 // with a duplicate key. Other absent IDs (rolled back, never used) are
 // filled at once.
+//
+// The noops are inserted in a transaction that also reads the
+// trim marker (see gap_trim.go): if a trim committed since the check
+// would leave them below its marker, they are rolled back and the filler
+// goes on with the IDs above the marker.
 func (t *EventsTable) fillRangeUncommitted(ctx context.Context, db *sql.DB, lo, hi int64) error {
 	var (
 		timer   wait.Timer
@@ -423,13 +433,25 @@ func (t *EventsTable) fillRangeUncommitted(ctx context.Context, db *sql.DB, lo, 
 			}
 			fill = append(fill, id)
 		}
-		if len(fill) > 0 {
-			if err := t.insertNoops(ctx, db, fill); err != nil {
-				return err
-			}
-		}
 		if h := testHookFillCheck.Load(); h != nil {
 			(*h)()
+		}
+		if len(fill) > 0 {
+			err := t.insertNoops(ctx, db, fill)
+			if tr, ok := errors.AsType[*fillTrimmedError](err); ok {
+				// Trimmed meanwhile: fill only above the marker (and
+				// the table's first marker, if a trim moved it on).
+				if lo, err = t.untrimmedFrom(ctx, db, tr.marker+1); err != nil {
+					return err
+				}
+				if suspect = nil; lo >= hi {
+					return nil
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
 		}
 		if len(pending) == 0 && len(unsure) == 0 {
 			return nil
@@ -483,32 +505,6 @@ func (t *EventsTable) idsIn(ctx context.Context, db *sql.DB, lo, hi int64, uncom
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
-}
-
-// insertNoops inserts a noop event with each of ids; IDs written meanwhile
-// are skipped.
-func (t *EventsTable) insertNoops(ctx context.Context, db *sql.DB, ids []int64) error {
-	s := t.q.insertNoops(ids)
-	_, err := db.ExecContext(ctx, s.String(), s.args...)
-	if err == nil {
-		t.m.GapFilled.Add(float64(len(ids)))
-		return nil
-	}
-	if !t.d.isDuplicateKey(err) {
-		return err
-	}
-	for i := range ids {
-		s := t.q.insertNoops(ids[i : i+1])
-		_, err := db.ExecContext(ctx, s.String(), s.args...)
-		switch {
-		case err == nil:
-			t.m.GapFilled.Inc()
-		case t.d.isDuplicateKey(err):
-		default:
-			return err
-		}
-	}
-	return nil
 }
 
 // complement returns the IDs in [lo, hi) that are not in sorted.
