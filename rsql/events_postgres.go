@@ -322,9 +322,11 @@ func (pgDialect) fillRange(ctx context.Context, t *EventsTable, db *sql.DB, lo, 
 			t.m.GapFilled.Add(float64(n))
 			return nil
 		}
-		if errors.Is(err, errFillTrimmed) {
-			// Trimmed meanwhile: fill only above the new marker.
-			if lo, err = t.untrimmedFrom(ctx, db, lo); err != nil {
+		if ft, ok := errors.AsType[*fillTrimmedError](err); ok {
+			// Trimmed meanwhile: fill only above the marker (not above
+			// TrimmedThrough, which is 0 while MarkTrimmed left rows
+			// below the marker).
+			if lo, err = t.untrimmedFrom(ctx, db, ft.marker+1); err != nil {
 				return err
 			}
 			continue
@@ -342,8 +344,8 @@ func (pgDialect) fillRange(ctx context.Context, t *EventsTable, db *sql.DB, lo, 
 				t.m.GapFilled.Add(float64(n))
 				continue
 			}
-			if errors.Is(err, errFillTrimmed) {
-				if lo, err = t.untrimmedFrom(ctx, db, id); err != nil {
+			if ft, ok := errors.AsType[*fillTrimmedError](err); ok {
+				if lo, err = t.untrimmedFrom(ctx, db, ft.marker+1); err != nil {
 					return err
 				}
 				break
@@ -369,8 +371,8 @@ func pgLockWait(err error) bool {
 // pgFill inserts a noop event with each of ids, in ascending order, in one
 // statement with the given lock timeout, and returns how many it
 // inserted (IDs committed meanwhile are left alone). It inserts nothing
-// and returns errFillTrimmed if a trim committed since the IDs were read
-// would leave a noop below its marker.
+// and returns a *fillTrimmedError naming the marker if a trim committed
+// since the IDs were read would leave a noop below its marker.
 func (t *EventsTable) pgFill(ctx context.Context, db *sql.DB, ids []int64, lockTimeout time.Duration) (int64, error) {
 	q := &t.q
 	var b strings.Builder
@@ -407,16 +409,19 @@ func (t *EventsTable) pgFill(ctx context.Context, db *sql.DB, ids []int64, lockT
 	// statement of a READ COMMITTED transaction reads what committed
 	// before it): the noops are rolled back, so that the filler never
 	// writes below the marker (trim.go).
-	var marker bool
-	err = tx.QueryRowContext(ctx, "SELECT "+q.typ+" = 0 AND "+q.foreignID+" = '"+noopForeignID+"' FROM "+q.table+
+	var (
+		above  int64
+		marker bool
+	)
+	err = tx.QueryRowContext(ctx, "SELECT "+q.id+", "+q.typ+" = 0 AND "+q.foreignID+" = '"+noopForeignID+"' FROM "+q.table+
 		" WHERE "+q.id+" > $1 AND NOT ("+q.typ+" = 0 AND "+q.foreignID+" = '"+noopForeignID+"' AND "+q.time+" >= $2)"+
-		" ORDER BY "+q.id+" LIMIT 1", ids[0], trimMarkerBefore).Scan(&marker)
+		" ORDER BY "+q.id+" LIMIT 1", ids[0], trimMarkerBefore).Scan(&above, &marker)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return 0, err
 	case marker:
-		return 0, errFillTrimmed
+		return 0, &fillTrimmedError{marker: above}
 	}
 	return n, tx.Commit()
 }

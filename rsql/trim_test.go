@@ -648,9 +648,6 @@ func testTrimDuringFill(t *testing.T, env trimEnv, writer bool) {
 // found, not above TrimmedThrough.
 func TestFillBelowMarkTrimmed(t *testing.T) {
 	trimDialects(t, func(t *testing.T, env trimEnv) {
-		if env.dialect == rsql.PostgreSQL {
-			t.Skip("pgFill (events_postgres.go) restarts from TrimmedThrough, 0 here, and loops until its context is done")
-		}
 		insertN(t, env.db, env.table, 1, 20)
 		if _, err := env.db.ExecContext(t.Context(), "DELETE FROM "+env.table.Name()+" WHERE id = 19"); err != nil {
 			t.Fatal(err)
