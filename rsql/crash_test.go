@@ -96,8 +96,27 @@ func cursorsCrash(t *testing.T, e engine) {
 	defer func() { stopProducer(); producer.Wait() }()
 
 	var prevCursor int64
+	consumedSoFar := func() (int64, error) {
+		var n int64
+		err := db.QueryRowContext(t.Context(), "SELECT COALESCE(SUM(n), 0) FROM consumed").Scan(&n)
+		return n, err
+	}
 	for kill := range crashKills {
+		before, err := consumedSoFar()
+		if err != nil {
+			t.Fatal(err)
+		}
 		child := startCrashChild(t, e, dsn)
+		// The random kill point is counted from the child's first
+		// consumption, not from its start: a race-built child on a busy
+		// machine may take longer to start than the whole delay.
+		err = testguard.Poll(time.Minute, 5*time.Millisecond, "the consumer's first event after its start", func() (int64, bool, error) {
+			n, err := consumedSoFar()
+			return n, n > before, err
+		})
+		if err != nil {
+			t.Fatalf("consumer %d: %v\n%s", kill, err, child.out.String())
+		}
 		delay := crashMinDelay + rand.N(crashMaxDelay-crashMinDelay)
 		select {
 		case <-time.After(delay):
