@@ -243,17 +243,24 @@ func (c *client) recvLocked() (*reflex.Event, error) {
 // lagLocked waits until e is as old as the lag option asks, or returns
 // reflex.ErrHeadReached if the stream goes to the head only.
 func (c *client) lagLocked(e *reflex.Event) error {
-	if c.opts.Lag <= 0 {
+	return waitLag(c.ctx, &c.timer, c.opts, e)
+}
+
+// waitLag waits on timer until e is as old as opts.Lag, or returns
+// reflex.ErrHeadReached if the stream goes to the head only (or ctx's
+// error when ctx ends first). It returns at once without a lag.
+func waitLag(ctx context.Context, timer *wait.Timer, opts reflex.StreamOptions, e *reflex.Event) error {
+	if opts.Lag <= 0 {
 		return nil
 	}
-	d := c.opts.Lag - time.Since(e.Timestamp)
+	d := opts.Lag - time.Since(e.Timestamp)
 	if d <= 0 {
 		return nil
 	}
-	if c.opts.StreamToHead {
+	if opts.StreamToHead {
 		return reflex.ErrHeadReached
 	}
-	return c.timer.Sleep(c.ctx, d)
+	return timer.Sleep(ctx, d)
 }
 
 // nextKeyLocked returns the next key to open (the resume cursor's first),

@@ -381,17 +381,7 @@ func (c *tieredClient) recvBucket() (*reflex.Event, error) {
 // lagged waits until e is as old as the lag, or returns
 // reflex.ErrHeadReached if the stream goes to the head only.
 func (c *tieredClient) lagged(e *reflex.Event) error {
-	if c.opts.Lag <= 0 {
-		return nil
-	}
-	d := c.opts.Lag - time.Since(e.Timestamp)
-	if d <= 0 {
-		return nil
-	}
-	if c.opts.StreamToHead {
-		return reflex.ErrHeadReached
-	}
-	return c.timer.Sleep(c.ctx, d)
+	return waitLag(c.ctx, &c.timer, c.opts, e)
 }
 
 // peekArchive reads the archive's next event after the switch point, for

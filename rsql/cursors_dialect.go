@@ -199,6 +199,14 @@ func (sqliteDialect) onCursorConflict(s *sqlStmt, _, idCol, curCol, timeCol stri
 }
 
 func (d sqliteDialect) errorInsert(s *sqlStmt, c errorCols, consumer string, eventID int64, msg string, status int) {
+	upsertError(s, c, d.now(), consumer, eventID, msg, status, c.id)
+}
+
+// upsertError writes the errorInsert of the dialects with INSERT ... ON
+// CONFLICT: a duplicate (consumer, event) keeps its row, whose id the
+// statement returns; existingID is the id column of the existing row in
+// the dialect's DO UPDATE SET.
+func upsertError(s *sqlStmt, c errorCols, now, consumer string, eventID int64, msg string, status int, existingID string) {
 	s.sql("INSERT INTO ", c.table, " (", c.consumer, ", ", c.eventID, ", ", c.msg, ", ",
 		c.created, ", ", c.updated, ", ", c.status, ") VALUES (")
 	s.val(consumer)
@@ -206,9 +214,9 @@ func (d sqliteDialect) errorInsert(s *sqlStmt, c errorCols, consumer string, eve
 	s.val(eventID)
 	s.sql(", ")
 	s.val(msg)
-	s.sql(", ", d.now(), ", ", d.now(), ", ")
+	s.sql(", ", now, ", ", now, ", ")
 	s.val(status)
-	s.sql(") ON CONFLICT (", c.consumer, ", ", c.eventID, ") DO UPDATE SET ", c.id, " = ", c.id,
+	s.sql(") ON CONFLICT (", c.consumer, ", ", c.eventID, ") DO UPDATE SET ", c.id, " = ", existingID,
 		" RETURNING ", c.id)
 }
 

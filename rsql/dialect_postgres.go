@@ -155,17 +155,7 @@ func (pgDialect) onCursorConflict(s *sqlStmt, table, idCol, curCol, timeCol stri
 }
 
 func (d pgDialect) errorInsert(s *sqlStmt, c errorCols, consumer string, eventID int64, msg string, status int) {
-	s.sql("INSERT INTO ", c.table, " (", c.consumer, ", ", c.eventID, ", ", c.msg, ", ",
-		c.created, ", ", c.updated, ", ", c.status, ") VALUES (")
-	s.val(consumer)
-	s.sql(", ")
-	s.val(eventID)
-	s.sql(", ")
-	s.val(msg)
-	s.sql(", ", d.now(), ", ", d.now(), ", ")
-	s.val(status)
-	s.sql(") ON CONFLICT (", c.consumer, ", ", c.eventID, ") DO UPDATE SET ", c.id, " = ", c.table, ".", c.id,
-		" RETURNING ", c.id)
+	upsertError(s, c, d.now(), consumer, eventID, msg, status, c.table+"."+c.id)
 }
 
 func (pgDialect) execInsertID(ctx context.Context, dbc DBC, s *sqlStmt) (int64, error) {
