@@ -120,7 +120,12 @@ func pgConnInfoOf(conn *pgx.Conn) *pgConnInfo {
 	if info != nil {
 		return info
 	}
-	cfg := &conn.Config().Config
+	cfg := &conn.Config().Config // a copy
+	// pgx sets the OnNotification of a connection's configuration to a
+	// method of the connection: kept, it would keep every connection the
+	// cache has seen alive, with its buffers and statement cache, after
+	// its pool closed it. The notify connection sets its own handlers.
+	cfg.OnNotification, cfg.OnNotice = nil, nil
 	info = &pgConnInfo{key: fmt.Sprintf("%s:%d/%s?user=%s", cfg.Host, cfg.Port, cfg.Database, cfg.User), cfg: cfg}
 	pgConnInfos.mu.Lock()
 	if len(pgConnInfos.m) >= pgConnInfosMax {

@@ -9,11 +9,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/jackc/pgx/v5"
 
@@ -468,4 +470,30 @@ func TestPGNotifySendGap(t *testing.T) {
 			t.Errorf("gap after a NOTIFY answering %d calls = %v, want %v", c.asked, got, c.want)
 		}
 	}
+}
+
+// TestPGNotifyKeepsNoConnection: what an insert records of its
+// connection, to reach its database's notify connection, does not keep
+// the connection alive once closed (database/sql closes and opens
+// connections all the time under a burst: each kept would hold its
+// buffers and statement cache, tens of MB per thousand).
+func TestPGNotifyKeepsNoConnection(t *testing.T) {
+	_, dsn := postgres.open(t)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsql.PGConnInfoOf(conn)
+	closed := weak.Make(conn.PgConn())
+	if err := conn.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	conn = nil
+	for range 10 {
+		runtime.GC()
+		if closed.Value() == nil {
+			return
+		}
+	}
+	t.Fatal("a closed connection is still reachable after an insert through it")
 }
