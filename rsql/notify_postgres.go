@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/seed-e488ba2e/reflex/internal/wait"
 )
@@ -22,12 +23,17 @@ import (
 // Sending: the NotifyFunc of an insert (called after the commit, outside
 // the caller's transaction) asks the hub to NOTIFY the table's channel
 // (pgChannel). The hub's goroutine sends the NOTIFYs asked for since its
-// last send in one statement, its own transaction, at most one such
-// transaction per millisecond: a burst of inserts costs a few NOTIFYs,
-// never one per event, and the server's cost is bounded whatever the
-// insert rate (a NOTIFY waits at most a millisecond more). The
-// connection commits with synchronous_commit off: a notification is lost
-// in a crash anyway, so its commit need not wait for the WAL flush. NOTIFY in the caller's
+// last send in one statement, its own transaction, one at a time, at
+// least a millisecond apart, and a millisecond more per call the last
+// one answered, up to 4 ms (pgSendGap): a call waits at most a
+// millisecond more for its NOTIFY while calls are sparse, at most 4 ms
+// when they come by thousands per second; a burst of inserts costs a few
+// NOTIFYs, never one per event, and the server's cost is bounded
+// whatever the insert rate (at most 250 NOTIFY transactions per second
+// under a sustained rate of thousands of calls). Only the first call
+// after a send wakes the goroutine. The connection commits with
+// synchronous_commit off: a notification is lost in a crash anyway, so
+// its commit need not wait for the WAL flush. NOTIFY in the caller's
 // transaction (or from a trigger, which is the same) is not used by
 // default: PostgreSQL serialises the commits of all transactions that
 // notified on one global lock, so every writer's commit would queue
@@ -81,9 +87,10 @@ const (
 	pgStopFlush = time.Second
 	// pgNotifyApp is the application_name of the notify connection.
 	pgNotifyApp = "reflex-notify"
-	// pgNotifyGap is the least time between two NOTIFY transactions of a
-	// notify connection.
-	pgNotifyGap = time.Millisecond
+	// pgNotifyGap and pgNotifyGapMax bound the time between two NOTIFY
+	// transactions of a notify connection (see pgSendGap).
+	pgNotifyGap    = time.Millisecond
+	pgNotifyGapMax = 4 * time.Millisecond
 )
 
 // pgConnInfo is what the hub needs of a connection of the caller's pool:
@@ -113,7 +120,12 @@ func pgConnInfoOf(conn *pgx.Conn) *pgConnInfo {
 	if info != nil {
 		return info
 	}
-	cfg := &conn.Config().Config
+	cfg := &conn.Config().Config // a copy
+	// pgx sets the OnNotification of a connection's configuration to a
+	// method of the connection: kept, it would keep every connection the
+	// cache has seen alive, with its buffers and statement cache, after
+	// its pool closed it. The notify connection sets its own handlers.
+	cfg.OnNotification, cfg.OnNotice = nil, nil
 	info = &pgConnInfo{key: fmt.Sprintf("%s:%d/%s?user=%s", cfg.Host, cfg.Port, cfg.Database, cfg.User), cfg: cfg}
 	pgConnInfos.mu.Lock()
 	if len(pgConnInfos.m) >= pgConnInfosMax {
@@ -149,6 +161,7 @@ type pgHub struct {
 	refs     int                              // tables holding the hub
 	watchers map[string]map[*watcher]struct{} // listening watchers by channel
 	pending  map[string]struct{}              // channels to NOTIFY
+	asked    int                              // notify calls since the last send
 	lastUse  time.Time                        // of the last notify or listener
 	dirty    bool                             // work arrived since the goroutine looked
 	running  bool                             // the goroutine runs
@@ -246,13 +259,19 @@ func (h *pgHub) unlisten(channel string, w *watcher) {
 	}
 }
 
-// notify asks for a NOTIFY on channel. It does not block.
+// notify asks for a NOTIFY on channel. It does not block. Only the first
+// request after a send wakes the goroutine: while requests are pending,
+// the goroutine sends them when due by itself.
 func (h *pgHub) notify(channel string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	first := len(h.pending) == 0
 	h.pending[channel] = struct{}{}
+	h.asked++
 	h.lastUse = time.Now()
-	h.startLocked()
+	if first || !h.running {
+		h.startLocked()
+	}
 }
 
 // startLocked starts the goroutine unless it runs (then wakes it) or the
@@ -284,14 +303,15 @@ func (h *pgHub) kickLocked() {
 type pgWork struct {
 	listen map[string]bool // channels to listen on
 	sends  []string        // channels to NOTIFY
+	asked  int             // notify calls that sends answer
 	sendAt time.Time       // when pending NOTIFYs may be sent, if not now
 	exit   bool
 }
 
 // takeWork returns the goroutine's work, or exit (then the goroutine is
 // marked stopped: a later start makes a new one). Pending NOTIFYs are
-// taken only pgNotifyGap after the last send (lastSend), or when stopping.
-func (h *pgHub) takeWork(ctx context.Context, lastSend time.Time) pgWork {
+// taken only gap after the last send (lastSend), or when stopping.
+func (h *pgHub) takeWork(ctx context.Context, lastSend time.Time, gap time.Duration) pgWork {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.dirty = false
@@ -299,13 +319,14 @@ func (h *pgHub) takeWork(ctx context.Context, lastSend time.Time) pgWork {
 	for ch := range h.watchers {
 		w.listen[ch] = true
 	}
-	if due := lastSend.Add(pgNotifyGap); len(h.pending) > 0 && !h.stopping && time.Now().Before(due) {
+	if due := lastSend.Add(gap); len(h.pending) > 0 && !h.stopping && time.Now().Before(due) {
 		w.sendAt = due
 	} else {
 		for ch := range h.pending {
 			w.sends = append(w.sends, ch)
 		}
 		clear(h.pending)
+		w.asked, h.asked = h.asked, 0
 	}
 	idle := len(h.watchers) == 0 && len(h.pending) == 0 && len(w.sends) == 0 && time.Since(h.lastUse) >= pgHubIdle
 	if ctx.Err() != nil || idle || h.stopping && len(w.sends) == 0 {
@@ -376,6 +397,7 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 		timer    wait.Timer
 		backoff  = pgReconnectMin
 		lastSend time.Time
+		gap      = pgNotifyGap
 	)
 	defer func() {
 		timer.Stop()
@@ -403,7 +425,7 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 		return true
 	}
 	for {
-		w := h.takeWork(ctx, lastSend)
+		w := h.takeWork(ctx, lastSend, gap)
 		if w.exit {
 			return
 		}
@@ -446,7 +468,7 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 			backoff = pgReconnectMin
 			listened = w.listen
 			if len(w.sends) > 0 {
-				lastSend = time.Now()
+				lastSend, gap = time.Now(), pgSendGap(w.asked)
 			}
 			h.setConn(conn.PID(), len(listened))
 			// Streams read again what committed before LISTEN.
@@ -477,6 +499,18 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 	}
 }
 
+// pgSendGap returns the least time between a NOTIFY transaction that
+// answered asked notify calls and the next: pgNotifyGap per call, at most
+// pgNotifyGapMax. Calls that come less often than one per pgNotifyGap
+// each get a NOTIFY that waits at most pgNotifyGap; as they come faster,
+// each NOTIFY answers more of them, so that the NOTIFY transactions, which
+// cost the server about as much as a small write transaction, stay a
+// small share of a busy writer's (at most 1/pgNotifyGapMax per second)
+// while waiting at most pgNotifyGapMax more.
+func pgSendGap(asked int) time.Duration {
+	return min(time.Duration(max(asked, 1))*pgNotifyGap, pgNotifyGapMax)
+}
+
 // connect opens the notify connection.
 func (h *pgHub) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	if hook := testHookPGConnect.Load(); hook != nil {
@@ -487,6 +521,12 @@ func (h *pgHub) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	cfg := h.cfg.Copy()
 	cfg.OnNotification = h.onNotification
 	cfg.OnNotice = nil
+	// The goroutine's wait for a notification is interrupted whenever
+	// work arrives: by a read deadline, never by a cancel request (a new
+	// connection to the server each time), whatever the pool's setting.
+	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = make(map[string]string)
 	}

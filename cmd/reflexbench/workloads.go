@@ -82,9 +82,9 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 	// baseline); on PostgreSQL it binds them as parameters of a statement
 	// that pgx prepares once per connection and caches, as the baseline
 	// does.
-	plain := func(ctx context.Context, tx *sql.Tx, i int) error {
+	plain := func(ctx context.Context, tx *sql.Tx, i int) (func(), error) {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO w1_data (name) VALUES ('user')"); err != nil {
-			return err
+			return nil, err
 		}
 		var err error
 		if c.eng.pg() {
@@ -92,25 +92,23 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 		} else {
 			_, err = tx.ExecContext(ctx, "INSERT INTO w1_events (foreign_id, timestamp, type) VALUES ('"+strconv.Itoa(i)+"', now(6), 1)")
 		}
-		return err
+		return nil, err
 	}
-	withReflex := func(ctx context.Context, tx *sql.Tx, i int) error {
+	// The NotifyFunc is called after the commit (by txLoop), as documented.
+	withReflex := func(ctx context.Context, tx *sql.Tx, i int) (func(), error) {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO w1_data (name) VALUES ('user')"); err != nil {
-			return err
+			return nil, err
 		}
 		notify, err := events.Insert(ctx, tx, strconv.Itoa(i), benchType(1))
-		if err == nil {
-			defer notify()
-		}
-		return err
+		return notify, err
 	}
 	// Alternate the order between runs so neither side always runs on a
 	// warmer server.
-	order := []func(context.Context, *sql.Tx, int) error{plain, withReflex}
+	order := []func(context.Context, *sql.Tx, int) (func(), error){plain, withReflex}
 	if len(r.Metrics) > 0 && len(r.Metrics[0].Values)%2 == 1 {
 		order[0], order[1] = order[1], order[0]
 	}
-	rates := map[*func(context.Context, *sql.Tx, int) error]float64{}
+	rates := map[*func(context.Context, *sql.Tx, int) (func(), error)]float64{}
 	for i := range order {
 		rate, err := txLoop(ctx, c.db, c.w1Duration(), order[i])
 		if err != nil {
@@ -156,8 +154,9 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 }
 
 // txLoop runs w1Workers goroutines committing transactions built by fn for
-// d and returns committed transactions per second.
-func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Context, *sql.Tx, int) error) (float64, error) {
+// d and returns committed transactions per second. The function fn
+// returns, if not nil, is called after the commit.
+func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Context, *sql.Tx, int) (func(), error)) (float64, error) {
 	var (
 		n     atomic.Int64
 		wg    sync.WaitGroup
@@ -174,11 +173,18 @@ func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Co
 					if err != nil {
 						return err
 					}
-					if err := fn(ctx, tx, i); err != nil {
+					after, err := fn(ctx, tx, i)
+					if err != nil {
 						tx.Rollback()
 						return err
 					}
-					return tx.Commit()
+					if err := tx.Commit(); err != nil {
+						return err
+					}
+					if after != nil {
+						after()
+					}
+					return nil
 				}()
 				if err != nil {
 					errMu.Lock()
@@ -444,9 +450,9 @@ func newTail(n, consumers int) *tail {
 	return t
 }
 
-// consumer returns the consumer of index i, which cancels done when it has
-// seen all n events.
-func (t *tail) consumer(i int, remaining *atomic.Int64, cancel context.CancelFunc) reflex.Consumer {
+// consumer returns the consumer of index i; the last consumer to see all
+// n events calls done.
+func (t *tail) consumer(i int, remaining *atomic.Int64, done func()) reflex.Consumer {
 	n := len(t.commits)
 	var got int
 	return reflex.NewConsumer(fmt.Sprintf("tail_%d", i), func(_ context.Context, e *reflex.Event) error {
@@ -461,7 +467,7 @@ func (t *tail) consumer(i int, remaining *atomic.Int64, cancel context.CancelFun
 		t.seen[i][seq] = now
 		if got++; got == n {
 			if remaining.Add(-1) == 0 {
-				cancel()
+				done()
 			}
 		}
 		return nil
@@ -471,13 +477,17 @@ func (t *tail) consumer(i int, remaining *atomic.Int64, cancel context.CancelFun
 // runTail runs consumers tailing table until each has seen n events or
 // timeout, while write produces events.
 func runTail(ctx context.Context, db *sql.DB, events *rsql.EventsTable, t *tail, write func(ctx context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	parent := ctx
+	// The consumers' context: ended with errTailDone when every consumer
+	// has seen every event, or by a failure or the timeout.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var remaining atomic.Int64
 	remaining.Store(int64(len(t.seen)))
 	var wg sync.WaitGroup
 	errs := make([]error, len(t.seen))
 	ready := make(chan struct{}, len(t.seen))
+	done := func() { cancel(errTailDone) }
 	for i := range t.seen {
 		// Each consumer opens from the head before the writer starts.
 		stream := events.ToStream(db)
@@ -486,24 +496,52 @@ func runTail(ctx context.Context, db *sql.DB, events *rsql.EventsTable, t *tail,
 			ready <- struct{}{}
 			return cl, err
 		}
-		spec := reflex.NewSpec(opened, &memStore{m: map[string]string{}}, t.consumer(i, &remaining, cancel), reflex.WithStreamFromHead())
-		wg.Go(func() { errs[i] = reflex.Run(ctx, spec) })
+		spec := reflex.NewSpec(opened, &memStore{m: map[string]string{}}, t.consumer(i, &remaining, done), reflex.WithStreamFromHead())
+		wg.Go(func() {
+			if errs[i] = reflex.Run(ctx, spec); errs[i] != nil {
+				cancel(errs[i]) // no-op once done
+			}
+		})
 	}
 	for range t.seen {
 		<-ready
 	}
+	// The writer's context ends at the timeout or on a failure, but not
+	// when the consumers are done: a writer in another process may still
+	// be closing its table then (sending its last NOTIFY), and is let
+	// exit rather than killed.
+	wctx, wcancel := context.WithCancel(parent)
+	defer wcancel()
+	defer context.AfterFunc(ctx, func() {
+		if context.Cause(ctx) != errTailDone {
+			wcancel()
+		}
+	})()
 	werr := make(chan error, 1)
-	go func() { werr <- write(ctx) }()
+	go func() {
+		err := write(wctx)
+		if err != nil {
+			cancel(err)
+		}
+		werr <- err
+	}()
 	timeout := time.NewTimer(time.Duration(len(t.commits))*time.Second/tailRate + 30*time.Second)
 	defer timeout.Stop()
 	select {
 	case <-ctx.Done():
 	case <-timeout.C:
-		cancel()
+		cancel(errTailTimeout)
 	}
 	wg.Wait()
-	if err := <-werr; err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("writer: %w", err)
+	var writerErr error
+	select {
+	case writerErr = <-werr:
+	case <-timeout.C:
+		wcancel()
+		writerErr = <-werr
+	}
+	if writerErr != nil && !errors.Is(writerErr, context.Canceled) {
+		return fmt.Errorf("writer: %w", writerErr)
 	}
 	for i, err := range errs {
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -522,6 +560,11 @@ func runTail(ctx context.Context, db *sql.DB, events *rsql.EventsTable, t *tail,
 	}
 	return nil
 }
+
+var (
+	errTailDone    = errors.New("every consumer saw every event")
+	errTailTimeout = errors.New("timed out")
+)
 
 // pace calls fn rate times per second for n events.
 func pace(ctx context.Context, n, rate int, fn func(seq int) error) error {
