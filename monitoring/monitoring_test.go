@@ -38,7 +38,7 @@ func tool(t *testing.T, name string) string {
 	if p := "/usr/bin/" + name; fileExists(p) {
 		return p
 	}
-	msg := fmt.Sprintf("%s is not installed (Debian: %s; scripts/prometheus.sh installs it)", name, aptLine)
+	msg := fmt.Sprintf("%s is not installed (Debian: %s; scripts/tools.sh installs it)", name, aptLine)
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
