@@ -41,7 +41,7 @@ func setupW4c(*config) string {
 
 func runW4c(ctx context.Context, c *config, r *WorkloadReport) error {
 	// The child's own floor: the same executable, connected and idle.
-	out, _, err := c.runChild(ctx, "idle", "-table", "w4c_idle")
+	out, err := c.runChild(ctx, "idle", "-table", "w4c_idle")
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func runW4c(ctx context.Context, c *config, r *WorkloadReport) error {
 		if err := createEvents(ctx, c.eng, c.db, table); err != nil {
 			return err
 		}
-		out, _, err := c.runChild(ctx, "tailmem", "-table", table, "-n", strconv.Itoa(tailMemN), "-consumers", strconv.Itoa(consumers))
+		out, err := c.runChild(ctx, "tailmem", "-table", table, "-n", strconv.Itoa(tailMemN), "-consumers", strconv.Itoa(consumers))
 		if err != nil {
 			return err
 		}

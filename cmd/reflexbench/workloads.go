@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -227,7 +226,7 @@ func (c *config) ensureCatchup(ctx context.Context) error {
 }
 
 func setupW2(c *config) string {
-	return fmt.Sprintf("%d pre-loaded events; a child process runs reflex.Run from the start to the head (WithStreamToHead) with a no-op consumer and an in-memory cursor store, default table options. Baseline: raw SELECT id, foreign_id, timestamp, type, metadata ... WHERE id > ? ORDER BY id LIMIT N loop in this process, best of N in {1000, 5000, 10000}. Peak RSS is the child's maximum resident set.", c.catchupN())
+	return fmt.Sprintf("%d pre-loaded events; a child process runs reflex.Run from the start to the head (WithStreamToHead) with a no-op consumer and an in-memory cursor store, default table options. Baseline: raw SELECT id, foreign_id, timestamp, type, metadata ... WHERE id > ? ORDER BY id LIMIT N loop in this process, best of N in {1000, 5000, 10000}. Peak RSS is the child's own peak resident set (VmHWM).", c.catchupN())
 }
 
 func runW2(ctx context.Context, c *config, r *WorkloadReport) error {
@@ -239,12 +238,15 @@ func runW2(ctx context.Context, c *config, r *WorkloadReport) error {
 		return err
 	}
 	c.rawRate = raw
-	out, rss, err := c.runChild(ctx, "catchup", "-table", catchupTable, "-n", strconv.Itoa(c.catchupN()))
+	out, err := c.runChild(ctx, "catchup", "-table", catchupTable, "-n", strconv.Itoa(c.catchupN()))
 	if err != nil {
 		return err
 	}
-	rate, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
-	if err != nil {
+	var (
+		rate float64
+		rss  int64
+	)
+	if _, err := fmt.Sscan(out, &rate, &rss); err != nil {
 		return fmt.Errorf("child catchup printed %q", out)
 	}
 	r.add("raw loop rows/s", "rows/s", "", raw)
@@ -398,8 +400,10 @@ func (c *config) events(name string) *rsql.EventsTable {
 }
 
 // runChild runs this executable in child mode and returns its standard
-// output and its peak RSS in KiB.
-func (c *config) runChild(ctx context.Context, args ...string) (string, int64, error) {
+// output. A child reports its own peak RSS (VmHWM): the ru_maxrss that
+// wait4 returns is no use, as Linux keeps in it the peak of the parent's
+// memory that the child shared until its exec.
+func (c *config) runChild(ctx context.Context, args ...string) (string, error) {
 	head := []string{"child", args[0], "-engine", c.eng.name, "-dsn", c.dsn}
 	if c.cpuProfile != "" {
 		c.children++
@@ -409,13 +413,9 @@ func (c *config) runChild(ctx context.Context, args ...string) (string, int64, e
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", 0, fmt.Errorf("child %s: %w", args[0], err)
+		return "", fmt.Errorf("child %s: %w", args[0], err)
 	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss
-	}
-	return string(out), rss, nil
+	return string(out), nil
 }
 
 // ---- W4: tail latency -------------------------------------------------
@@ -922,7 +922,8 @@ func (s *updateStore) Flush(ctx context.Context) error {
 
 // ---- child processes ----------------------------------------------------
 
-// child runs a child mode: "catchup" prints events/s; "writer" prints
+// child runs a child mode: "catchup" prints events/s and its peak RSS
+// in KiB; "writer" prints
 // "seq commitUnixNano" lines; "tailmem" prints W4C's RSS figures and
 // "idle" its RSS once connected.
 func child(args []string) int {
@@ -979,7 +980,7 @@ func child(args []string) int {
 			fmt.Fprintf(os.Stderr, "catchup: consumed %d events, want %d\n", got, n)
 			return 1
 		}
-		fmt.Println(float64(got) / secs)
+		fmt.Println(float64(got)/secs, procStatusKB("VmHWM"))
 	case "writer":
 		w := bufio.NewWriter(os.Stdout)
 		err := pace(ctx, n, tailRate, func(seq int) error {
