@@ -2,7 +2,9 @@ package rsql
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,9 +42,24 @@ import (
 // behind every other's; the hub takes that lock in its own short
 // transactions instead.
 //
+// Listeners: a NOTIFY nobody listens to still costs the server a
+// transaction on that lock (a writer of thousands of events per second
+// lost 6% of its throughput to them), so the hub sends a channel's
+// NOTIFYs only while another session listens on it. A session listening
+// on a channel holds the shared session-level advisory lock
+// (pgListenLockKey, hashtext(channel)), taken in the statement that
+// LISTENs; the hub looks for one (pg_try_advisory_xact_lock, which fails
+// while another session holds it shared) before its first NOTIFY on a
+// channel and then at most every pgPresenceTTL, in the transaction of a
+// NOTIFY while it finds listeners. While it finds none, the channel's
+// notify calls return at once, without waking the goroutine. A listener
+// that appears is therefore woken by NOTIFYs at most pgPresenceTTL
+// later; until then, as whenever the connection is down, its poll finds
+// the rows.
+//
 // Listening: when a stream of a table first waits at the head, its head
 // watcher registers with the hub, which LISTENs on the table's channel
-// and wakes the watcher (w.wake) on every notification from another
+// (and takes the channel's listener lock) and wakes the watcher (w.wake) on every notification from another
 // session. Notifications from the hub's own session are ignored: the
 // inserts of this process woke its streams already. Whenever the hub
 // starts listening on a channel (first time or after reconnecting) it
@@ -91,7 +108,15 @@ const (
 	// transactions of a notify connection (see pgSendGap).
 	pgNotifyGap    = time.Millisecond
 	pgNotifyGapMax = 4 * time.Millisecond
+	// pgListenLockKey is the first key of the advisory lock a session
+	// listening on a channel holds shared; the second is
+	// hashtext(channel). "rflx" in ASCII.
+	pgListenLockKey = 0x72666c78
 )
+
+// pgPresenceTTL is how long the hub trusts what it found of a channel's
+// listeners (a variable for the tests).
+var pgPresenceTTL = 250 * time.Millisecond
 
 // pgConnInfo is what the hub needs of a connection of the caller's pool:
 // the database's identity and the configuration to connect with.
@@ -161,6 +186,7 @@ type pgHub struct {
 	refs     int                              // tables holding the hub
 	watchers map[string]map[*watcher]struct{} // listening watchers by channel
 	pending  map[string]struct{}              // channels to NOTIFY
+	quiet    map[string]time.Time             // channels without listeners, until when
 	asked    int                              // notify calls since the last send
 	lastUse  time.Time                        // of the last notify or listener
 	dirty    bool                             // work arrived since the goroutine looked
@@ -185,6 +211,7 @@ func acquireHub(info *pgConnInfo) *pgHub {
 			cfg:      info.cfg,
 			watchers: make(map[string]map[*watcher]struct{}),
 			pending:  make(map[string]struct{}),
+			quiet:    make(map[string]time.Time),
 		}
 		pgHubs.m[info.key] = h
 	}
@@ -261,14 +288,22 @@ func (h *pgHub) unlisten(channel string, w *watcher) {
 
 // notify asks for a NOTIFY on channel. It does not block. Only the first
 // request after a send wakes the goroutine: while requests are pending,
-// the goroutine sends them when due by itself.
+// the goroutine sends them when due by itself. A request on a channel
+// the goroutine found no listener of in the last pgPresenceTTL is
+// dropped.
 func (h *pgHub) notify(channel string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.lastUse = time.Now()
+	if until, ok := h.quiet[channel]; ok {
+		if h.lastUse.Before(until) {
+			return
+		}
+		delete(h.quiet, channel)
+	}
 	first := len(h.pending) == 0
 	h.pending[channel] = struct{}{}
 	h.asked++
-	h.lastUse = time.Now()
 	if first || !h.running {
 		h.startLocked()
 	}
@@ -336,6 +371,16 @@ func (h *pgHub) takeWork(ctx context.Context, lastSend time.Time, gap time.Durat
 	return w
 }
 
+// setQuiet records channels found without listeners at now: their
+// notify calls are dropped until pgPresenceTTL later.
+func (h *pgHub) setQuiet(channels []string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ch := range channels {
+		h.quiet[ch] = now.Add(pgPresenceTTL)
+	}
+}
+
 // requeue puts back sends that were not sent.
 func (h *pgHub) requeue(sends []string) {
 	h.mu.Lock()
@@ -398,6 +443,9 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 		backoff  = pgReconnectMin
 		lastSend time.Time
 		gap      = pgNotifyGap
+		// heard holds the channels found with a listener in another
+		// session, and when.
+		heard = make(map[string]time.Time)
 	)
 	defer func() {
 		timer.Stop()
@@ -439,27 +487,64 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 			}
 			conn, listened = c, make(map[string]bool)
 		}
+		// Listeners of the channels to notify: looked for first on the
+		// channels not known to have one, in the NOTIFY's transaction
+		// on those last found with one longer ago than pgPresenceTTL.
+		now := time.Now()
+		var unknown, recheck []string
+		for _, ch := range w.sends {
+			switch at, ok := heard[ch]; {
+			case !ok:
+				unknown = append(unknown, ch)
+			case now.Sub(at) >= pgPresenceTTL:
+				recheck = append(recheck, ch)
+			}
+		}
+		sends := w.sends
+		if len(unknown) > 0 {
+			res, err := conn.Exec(ctx, pgPresenceSQL(unknown)).ReadAll()
+			if err == nil {
+				err = h.notePresence(res, unknown, heard, now)
+			}
+			if err != nil {
+				if !fail(w.sends) {
+					return
+				}
+				continue
+			}
+			sends = slices.DeleteFunc(slices.Clone(sends), func(ch string) bool {
+				_, ok := heard[ch]
+				return !ok
+			})
+		}
 		var (
 			b     strings.Builder
 			added []string
 		)
+		if len(recheck) > 0 {
+			b.WriteString(pgPresenceSQL(recheck)) // the first result
+		}
 		for ch := range w.listen {
 			if !listened[ch] {
-				b.WriteString("LISTEN " + pgQuoteIdent(ch) + "; ")
+				fmt.Fprintf(&b, "LISTEN %s; SELECT pg_advisory_lock_shared(%d, hashtext(%s)); ", pgQuoteIdent(ch), pgListenLockKey, pgQuoteLiteral(ch))
 				added = append(added, ch)
 			}
 		}
 		for ch := range listened {
 			if !w.listen[ch] {
-				b.WriteString("UNLISTEN " + pgQuoteIdent(ch) + "; ")
+				fmt.Fprintf(&b, "UNLISTEN %s; SELECT pg_advisory_unlock_shared(%d, hashtext(%s)); ", pgQuoteIdent(ch), pgListenLockKey, pgQuoteLiteral(ch))
 			}
 		}
-		for _, ch := range w.sends {
+		for _, ch := range sends {
 			b.WriteString("NOTIFY " + pgQuoteIdent(ch) + "; ")
 		}
 		if b.Len() > 0 {
 			// One simple query: one transaction, one round trip.
-			if _, err := conn.Exec(ctx, b.String()).ReadAll(); err != nil {
+			res, err := conn.Exec(ctx, b.String()).ReadAll()
+			if err == nil && len(recheck) > 0 {
+				err = h.notePresence(res, recheck, heard, now)
+			}
+			if err != nil {
 				if !fail(w.sends) {
 					return
 				}
@@ -467,7 +552,7 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 			}
 			backoff = pgReconnectMin
 			listened = w.listen
-			if len(w.sends) > 0 {
+			if len(sends) > 0 {
 				lastSend, gap = time.Now(), pgSendGap(w.asked)
 			}
 			h.setConn(conn.PID(), len(listened))
@@ -509,6 +594,41 @@ func (h *pgHub) run(ctx context.Context, prev <-chan struct{}, done chan<- struc
 // while waiting at most pgNotifyGapMax more.
 func pgSendGap(asked int) time.Duration {
 	return min(time.Duration(max(asked, 1))*pgNotifyGap, pgNotifyGapMax)
+}
+
+// pgPresenceSQL returns a statement whose one row tells, for each of
+// channels, whether no other session holds its listener lock ("t": the
+// exclusive lock was free, and is held to the end of the transaction).
+func pgPresenceSQL(channels []string) string {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, ch := range channels {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "pg_try_advisory_xact_lock(%d, hashtext(%s))", pgListenLockKey, pgQuoteLiteral(ch))
+	}
+	return b.String() + "; "
+}
+
+// notePresence reads the result of pgPresenceSQL(channels), the first of
+// res, looked for at now: a channel with a listener goes into heard, the
+// others out of it and into the hub's quiet channels.
+func (h *pgHub) notePresence(res []*pgconn.Result, channels []string, heard map[string]time.Time, now time.Time) error {
+	if len(res) == 0 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != len(channels) {
+		return errors.New("rsql: unexpected result of the listener check")
+	}
+	var quiet []string
+	for i, ch := range channels {
+		if string(res[0].Rows[0][i]) == "f" { // held by a listener
+			heard[ch] = now
+		} else {
+			delete(heard, ch)
+			quiet = append(quiet, ch)
+		}
+	}
+	h.setQuiet(quiet, now)
+	return nil
 }
 
 // connect opens the notify connection.
@@ -569,6 +689,12 @@ func pgClose(conn *pgconn.PgConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = conn.Close(ctx)
+}
+
+// pgQuoteLiteral quotes a PostgreSQL string literal, whatever the
+// server's standard_conforming_strings.
+func pgQuoteLiteral(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
 }
 
 // pgQuoteIdent quotes a PostgreSQL identifier.

@@ -80,8 +80,12 @@ func (w *pgWriter) write(t *testing.T, table string) string {
 	return id
 }
 
-// pgWriterChild is the writer process's main.
+// pgWriterChild is the writer process's main. Its notify connection
+// looks for listeners before every NOTIFY, so that a stream of the test
+// that starts listening is notified of the very next insert
+// (TestPGNotifyListenerLock tests the production setting).
 func pgWriterChild(dsn string) {
+	rsql.SetPGPresenceTTL(0)
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		fmt.Println("open:", err)
@@ -340,15 +344,7 @@ func TestPGNotifyDebounced(t *testing.T) {
 	db, dsn := postgres.open(t)
 	table := newEngineTable(t, postgres, db)
 	ctx := t.Context()
-	listener, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer listener.Close(context.Background())
-	channel := pgx.Identifier{table.Channel()}.Sanitize()
-	if _, err := listener.Exec(ctx, "LISTEN "+channel); err != nil {
-		t.Fatal(err)
-	}
+	listener := rawListener(t, dsn, table.Channel(), true)
 	const burst = 200
 	var wg sync.WaitGroup
 	for i := range burst {
@@ -363,9 +359,52 @@ func TestPGNotifyDebounced(t *testing.T) {
 	}
 	wg.Wait()
 	table.Close() // sends what is pending
-	// A marker sent after them arrives after them.
-	if _, err := db.ExecContext(ctx, "SELECT pg_notify($1, 'end')", table.Channel()); err != nil {
-		t.Fatal(err)
+	n := notificationsUntilEnd(t, db, listener, table.Channel())
+	t.Logf("%d inserts sent %d notifications", burst, n)
+	if n == 0 || n > burst/4 {
+		t.Errorf("%d inserts sent %d notifications, want between 1 and %d", burst, n, burst/4)
+	}
+}
+
+// rawListener returns a session of its own listening on channel; if lock,
+// it also holds the channel's listener lock, as documented for a session
+// that listens outside rsql.
+func rawListener(tb testing.TB, dsn, channel string, lock bool) *pgx.Conn {
+	tb.Helper()
+	conn, err := pgx.Connect(tb.Context(), dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(tb.Context(), "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		tb.Fatal(err)
+	}
+	if lock {
+		setListenLock(tb, conn, channel, true)
+	}
+	return conn
+}
+
+// setListenLock takes or releases conn's listener lock of channel.
+func setListenLock(tb testing.TB, conn *pgx.Conn, channel string, take bool) {
+	tb.Helper()
+	fn := "pg_advisory_lock_shared"
+	if !take {
+		fn = "pg_advisory_unlock_shared"
+	}
+	if _, err := conn.Exec(tb.Context(), "SELECT "+fn+"($1, hashtext($2))", rsql.PGListenLockKey, channel); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// notificationsUntilEnd sends a marker notification on channel through
+// db and returns how many notifications listener received before it:
+// those sent before the marker arrive before it.
+func notificationsUntilEnd(tb testing.TB, db *sql.DB, listener *pgx.Conn, channel string) int {
+	tb.Helper()
+	ctx := tb.Context()
+	if _, err := db.ExecContext(ctx, "SELECT pg_notify($1, 'end')", channel); err != nil {
+		tb.Fatal(err)
 	}
 	n := 0
 	for {
@@ -373,22 +412,84 @@ func TestPGNotifyDebounced(t *testing.T) {
 		note, err := listener.WaitForNotification(wctx)
 		cancel()
 		if err != nil {
-			t.Fatalf("after %d notifications: %v", n, err)
+			tb.Fatalf("after %d notifications: %v", n, err)
 		}
 		if note.Payload == "end" {
-			break
+			return n
 		}
 		n++
 	}
-	t.Logf("%d inserts sent %d notifications", burst, n)
-	if n == 0 || n > burst/4 {
-		t.Errorf("%d inserts sent %d notifications, want between 1 and %d", burst, n, burst/4)
+}
+
+// TestPGNotifyListenerLock: an insert's NotifyFunc sends no NOTIFY while
+// no other session holds the channel's listener lock (a session that only
+// LISTENs hears none), sends them once one does (within the presence
+// TTL, while inserts go on), and stops again once it is released.
+func TestPGNotifyListenerLock(t *testing.T) {
+	db, dsn := postgres.open(t)
+	ctx := t.Context()
+	table := newEngineTable(t, postgres, db)
+	channel := table.Channel()
+	insert := func() {
+		t.Helper()
+		notify, err := table.Insert(ctx, db, "1", testType(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		notify()
+	}
+	listener := rawListener(t, dsn, channel, false)
+
+	// Nobody holds the lock: no NOTIFY, including those Close flushes.
+	for range 50 {
+		insert()
+	}
+	table.Close()
+	if n := notificationsUntilEnd(t, db, listener, channel); n != 0 {
+		t.Fatalf("%d NOTIFYs without a listener, want none", n)
+	}
+
+	// A listener: the inserts' NOTIFYs reach it.
+	setListenLock(t, listener, channel, true)
+	table = rsql.NewEventsTable(table.Name(), rsql.WithEventsDialect(rsql.PostgreSQL))
+	defer func() { table.Close() }()
+	err := testguard.Poll(time.Minute, time.Millisecond, "a NOTIFY once a listener holds the lock", func() (int64, bool, error) {
+		insert()
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond) // a poll, not a bound
+		defer cancel()
+		note, err := listener.WaitForNotification(wctx)
+		if err != nil {
+			return 0, false, nil
+		}
+		return 1, note.Payload == "", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Released: once the notify connection has seen it, no NOTIFY.
+	setListenLock(t, listener, channel, false)
+	err = testguard.Poll(time.Minute, time.Millisecond, "the notify connection to see the listener go", func() (int64, bool, error) {
+		insert()
+		return 0, rsql.PGQuiet(channel), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notificationsUntilEnd(t, db, listener, channel) // those sent before
+	for range 50 {
+		insert()
+	}
+	table.Close()
+	if n := notificationsUntilEnd(t, db, listener, channel); n != 0 {
+		t.Fatalf("%d NOTIFYs after the listener released its lock, want none", n)
 	}
 }
 
 // BenchmarkPGNotifyFunc measures the NotifyFunc of an insert on
 // PostgreSQL called every 200µs (a writer committing 5,000 events/s),
-// with a session listening on the table's channel. cpu-µs/op is the
+// with a session listening on the table's channel (holding its listener
+// lock). cpu-µs/op is the
 // process's CPU time per call, including the notify connection's
 // goroutine (waking it for every call costs several µs of CPU);
 // notifies/op is the share of calls that cost the server a NOTIFY
@@ -397,14 +498,7 @@ func BenchmarkPGNotifyFunc(b *testing.B) {
 	db, dsn := postgres.open(b)
 	table := newEngineTable(b, postgres, db)
 	ctx := b.Context()
-	listener, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer listener.Close(context.Background())
-	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{table.Channel()}.Sanitize()); err != nil {
-		b.Fatal(err)
-	}
+	listener := rawListener(b, dsn, table.Channel(), true)
 	notify, err := table.Insert(ctx, db, "1", testType(1))
 	if err != nil {
 		b.Fatal(err)
@@ -421,22 +515,7 @@ func BenchmarkPGNotifyFunc(b *testing.B) {
 	b.StopTimer()
 	cpu := cpuTime(b) - cpu0
 	table.Close() // sends what is pending
-	if _, err := db.ExecContext(ctx, "SELECT pg_notify($1, 'end')", table.Channel()); err != nil {
-		b.Fatal(err)
-	}
-	n := 0
-	for {
-		wctx, cancel := context.WithTimeout(ctx, guard)
-		note, err := listener.WaitForNotification(wctx)
-		cancel()
-		if err != nil {
-			b.Fatalf("after %d notifications: %v", n, err)
-		}
-		if note.Payload == "end" {
-			break
-		}
-		n++
-	}
+	n := notificationsUntilEnd(b, db, listener, table.Channel())
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(n)/float64(b.N), "notifies/op")
 }

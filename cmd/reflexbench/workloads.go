@@ -44,7 +44,11 @@ func workloads() []workload {
 
 // ---- W1 ---------------------------------------------------------------
 
-const w1Workers = 8
+const (
+	w1Workers = 8
+	// w1Slices is the number of turns each side of W1 takes.
+	w1Slices = 8
+)
 
 func (c *config) w1Duration() time.Duration {
 	if c.quick {
@@ -58,7 +62,7 @@ func setupW1(c *config) string {
 	if c.eng.pg() {
 		how = "the event's with its foreign ID as a parameter of a statement pgx prepares once per connection, as rsql does"
 	}
-	return fmt.Sprintf("%d goroutines for %s each: BEGIN; data row; event; COMMIT. Baseline: the same transaction with two plain INSERTs, %s. InsertMany: 1 goroutine, 500 events per transaction.", w1Workers, c.w1Duration(), how)
+	return fmt.Sprintf("%d goroutines for %s each: BEGIN; data row; event; COMMIT; then the returned notify func. Baseline: the same transaction with two plain INSERTs, %s. The two sides take %d turns each, alternating. InsertMany: 1 goroutine, 500 events per transaction.", w1Workers, c.w1Duration(), how, w1Slices)
 }
 
 func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
@@ -101,26 +105,28 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 		notify, err := events.Insert(ctx, tx, strconv.Itoa(i), benchType(1))
 		return notify, err
 	}
-	// Alternate the order between runs so neither side always runs on a
-	// warmer server.
-	order := []func(context.Context, *sql.Tx, int) (func(), error){plain, withReflex}
-	if len(r.Metrics) > 0 && len(r.Metrics[0].Values)%2 == 1 {
-		order[0], order[1] = order[1], order[0]
-	}
-	rates := map[*func(context.Context, *sql.Tx, int) (func(), error)]float64{}
-	for i := range order {
-		rate, err := txLoop(ctx, c.db, c.w1Duration(), order[i])
+	// The two sides take turns in short slices, the first side of each
+	// pair alternating, so that drift of the server (autovacuum,
+	// checkpoints, the tables' growth) falls on both alike.
+	var (
+		sides  = [2]func(context.Context, *sql.Tx, int) (func(), error){plain, withReflex}
+		txs    [2]int64
+		secs   [2]float64
+		slice = c.w1Duration() / w1Slices
+	)
+	for k := range 2 * w1Slices {
+		side := k % 2
+		if (k/2)%2 == 1 {
+			side = 1 - side
+		}
+		n, d, err := txLoop(ctx, c.db, slice, sides[side])
 		if err != nil {
 			return err
 		}
-		rates[&order[i]] = rate
+		txs[side] += n
+		secs[side] += d.Seconds()
 	}
-	var base, refl float64
-	if len(r.Metrics) > 0 && len(r.Metrics[0].Values)%2 == 1 {
-		base, refl = rates[&order[1]], rates[&order[0]]
-	} else {
-		base, refl = rates[&order[0]], rates[&order[1]]
-	}
+	base, refl := float64(txs[0])/secs[0], float64(txs[1])/secs[1]
 	r.add("baseline tx/s", "tx/s", "", base)
 	r.add("reflex tx/s", "tx/s", "", refl)
 	r.add("ratio reflex/baseline", "x", ">= 0.95", refl/base)
@@ -153,9 +159,9 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 }
 
 // txLoop runs w1Workers goroutines committing transactions built by fn for
-// d and returns committed transactions per second. The function fn
-// returns, if not nil, is called after the commit.
-func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Context, *sql.Tx, int) (func(), error)) (float64, error) {
+// d and returns the transactions committed and the time taken. The
+// function fn returns, if not nil, is called after the commit.
+func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Context, *sql.Tx, int) (func(), error)) (int64, time.Duration, error) {
 	var (
 		n     atomic.Int64
 		wg    sync.WaitGroup
@@ -196,7 +202,7 @@ func txLoop(ctx context.Context, db *sql.DB, d time.Duration, fn func(context.Co
 		})
 	}
 	wg.Wait()
-	return float64(n.Load()) / time.Since(start).Seconds(), first
+	return n.Load(), time.Since(start), first
 }
 
 // ---- W2 / W3: catch-up ------------------------------------------------
@@ -646,6 +652,13 @@ func runW4b(ctx context.Context, c *config, r *WorkloadReport) error {
 	n := int(c.tailDuration().Seconds()) * tailRate
 	t := newTail(n, 1)
 	err := runTail(ctx, c.db, events, t, func(ctx context.Context) error {
+		if c.eng.pg() {
+			// The writer's NOTIFYs go to listening sessions only: start
+			// it once the consumer's notify connection listens.
+			if err := awaitListener(ctx, c.db); err != nil {
+				return err
+			}
+		}
 		cmd := exec.CommandContext(ctx, c.self, "child", "writer", "-engine", c.eng.name, "-dsn", c.dsn, "-table", "w4_events", "-n", strconv.Itoa(n))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
@@ -679,6 +692,34 @@ func runW4b(ctx context.Context, c *config, r *WorkloadReport) error {
 	}
 	percentiles(r, "latency ", t.seen[0], target)
 	return nil
+}
+
+// pgListenLock is the first key of the advisory lock that a session
+// listening on an rsql events table's channel holds (rsql's package doc).
+const pgListenLock = 0x72666c78
+
+// awaitListener waits until a session of db's PostgreSQL server listens
+// on an events table's channel.
+func awaitListener(ctx context.Context, db *sql.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		var n int
+		err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND mode = 'ShareLock' AND granted", pgListenLock).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("waiting for the consumer to listen: %w", err)
+		}
+		if n > 0 {
+			return nil
+		}
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the consumer to listen: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // ---- W5: many consumers -----------------------------------------------
