@@ -109,9 +109,9 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 	// pair alternating, so that drift of the server (autovacuum,
 	// checkpoints, the tables' growth) falls on both alike.
 	var (
-		sides  = [2]func(context.Context, *sql.Tx, int) (func(), error){plain, withReflex}
-		txs    [2]int64
-		secs   [2]float64
+		sides = [2]func(context.Context, *sql.Tx, int) (func(), error){plain, withReflex}
+		txs   [2]int64
+		secs  [2]float64
 		slice = c.w1Duration() / w1Slices
 	)
 	for k := range 2 * w1Slices {
