@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/seed-e488ba2e/reflex"
 	"github.com/seed-e488ba2e/reflex/reflexpb"
 	"github.com/seed-e488ba2e/reflex/rsql"
@@ -62,7 +63,7 @@ func setupW1(c *config) string {
 	if c.eng.pg() {
 		how = "the event's with its foreign ID as a parameter of a statement pgx prepares once per connection, as rsql does"
 	}
-	return fmt.Sprintf("%d goroutines for %s each: BEGIN; data row; event; COMMIT; then the returned notify func. Baseline: the same transaction with two plain INSERTs, %s. The two sides take %d turns each, alternating. InsertMany: 1 goroutine, 500 events per transaction.", w1Workers, c.w1Duration(), how, w1Slices)
+	return fmt.Sprintf("%d goroutines for %s each: BEGIN; data row; event; COMMIT; then the returned notify func. Baseline: the same transaction with two plain INSERTs, %s. The sides take %d turns each, in rotating order; on PostgreSQL a third side is reflex while another session listens on the table's channel. InsertMany: 1 goroutine, 500 events per transaction.", w1Workers, c.w1Duration(), how, w1Slices)
 }
 
 func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
@@ -105,31 +106,52 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 		notify, err := events.Insert(ctx, tx, strconv.Itoa(i), benchType(1))
 		return notify, err
 	}
-	// The two sides take turns in short slices, the first side of each
-	// pair alternating, so that drift of the server (autovacuum,
-	// checkpoints, the tables' growth) falls on both alike.
+	// The sides take turns in short slices, the first side of each round
+	// rotating, so that drift of the server (autovacuum, checkpoints, the
+	// tables' growth) falls on all alike. On PostgreSQL a third side is
+	// rsql while another session listens on the table's channel (rsql
+	// sends NOTIFYs only then).
+	sides := []func(context.Context, *sql.Tx, int) (func(), error){plain, withReflex}
+	if c.eng.pg() {
+		sides = append(sides, withReflex)
+	}
 	var (
-		sides = [2]func(context.Context, *sql.Tx, int) (func(), error){plain, withReflex}
-		txs   [2]int64
-		secs  [2]float64
-		slice = c.w1Duration() / w1Slices
+		txs      = make([]int64, len(sides))
+		secs     = make([]float64, len(sides))
+		notifies int64
+		slice    = c.w1Duration() / w1Slices
 	)
-	for k := range 2 * w1Slices {
-		side := k % 2
-		if (k/2)%2 == 1 {
-			side = 1 - side
+	for k := range w1Slices {
+		for j := range sides {
+			side := (j + k) % len(sides)
+			var l *benchListener
+			if side == 2 {
+				var err error
+				if l, err = listenTo(ctx, c.dsn, events, c.db); err != nil {
+					return err
+				}
+			}
+			n, d, err := txLoop(ctx, c.db, slice, sides[side])
+			if l != nil {
+				notifies += l.stop()
+			}
+			if err != nil {
+				return err
+			}
+			txs[side] += n
+			secs[side] += d.Seconds()
 		}
-		n, d, err := txLoop(ctx, c.db, slice, sides[side])
-		if err != nil {
-			return err
-		}
-		txs[side] += n
-		secs[side] += d.Seconds()
 	}
 	base, refl := float64(txs[0])/secs[0], float64(txs[1])/secs[1]
 	r.add("baseline tx/s", "tx/s", "", base)
 	r.add("reflex tx/s", "tx/s", "", refl)
 	r.add("ratio reflex/baseline", "x", ">= 0.95", refl/base)
+	if len(sides) > 2 {
+		listened := float64(txs[2]) / secs[2]
+		r.add("reflex tx/s, a session listening", "tx/s", "", listened)
+		r.add("ratio listened/baseline", "x", "", listened/base)
+		r.add("NOTIFYs per 1000 tx, listened", "NOTIFYs", "", 1000*float64(notifies)/float64(txs[2]))
+	}
 
 	// InsertMany throughput.
 	const per = 500
@@ -156,6 +178,71 @@ func runW1(ctx context.Context, c *config, r *WorkloadReport) error {
 	}
 	r.add("InsertMany events/s", "events/s", "", float64(n)/time.Since(start).Seconds())
 	return nil
+}
+
+// benchListener is a session listening on an events table's channel, as
+// documented for a session outside rsql: LISTEN and the channel's
+// listener lock; it counts the notifications it receives.
+type benchListener struct {
+	conn   *pgx.Conn
+	cancel context.CancelFunc
+	done   chan struct{}
+	got    atomic.Int64
+}
+
+// listenTo starts a benchListener on events' channel in the database of
+// dsn and returns once it has received a notification of an insert
+// through db (the inserting process looks for listeners at most every
+// 250 ms).
+func listenTo(ctx context.Context, dsn string, events *rsql.EventsTable, db *sql.DB) (*benchListener, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	channel := "reflex_" + events.Name()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err == nil {
+		_, err = conn.Exec(ctx, "SELECT pg_advisory_lock_shared($1, hashtext($2))", pgListenLock, channel)
+	}
+	if err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	l := &benchListener{conn: conn, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for {
+			if _, err := conn.WaitForNotification(lctx); err != nil {
+				return
+			}
+			l.got.Add(1)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.got.Load() == 0 {
+		if time.Now().After(deadline) {
+			l.stop()
+			return nil, errors.New("W1: a listening session received no notification in 10s")
+		}
+		notify, err := events.Insert(ctx, db, "prime", benchType(1))
+		if err != nil {
+			l.stop()
+			return nil, err
+		}
+		notify()
+		time.Sleep(time.Millisecond)
+	}
+	l.got.Store(0)
+	return l, nil
+}
+
+// stop ends the session and returns the notifications it received since
+// listenTo returned.
+func (l *benchListener) stop() int64 {
+	l.cancel()
+	<-l.done
+	l.conn.Close(context.Background())
+	return l.got.Load()
 }
 
 // txLoop runs w1Workers goroutines committing transactions built by fn for
