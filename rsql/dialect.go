@@ -31,7 +31,12 @@ var (
 	// SQLite is the dialect of SQLite through modernc.org/sqlite (driver
 	// name "sqlite"). rsql does not import the driver; the program does.
 	// SQLite serialises writers, so gaps in event IDs come only from rolled
-	// back transactions and deleted rows.
+	// back transactions and deleted rows. Open the database with
+	// "_txlock=immediate" (and a busy timeout) when several goroutines or
+	// processes write: a deferred transaction that reads before it writes
+	// — an insert's first use of a table reads the catalog — fails at
+	// once with SQLITE_BUSY ("database is locked") when another writer
+	// committed since its read, whatever the busy timeout.
 	SQLite = Dialect{sqliteDialect{}}
 
 	// PostgreSQL is the dialect of PostgreSQL 15 and later through pgx's

@@ -126,7 +126,17 @@
 // thousands per second, when the server sees at most about 250 NOTIFY
 // transactions per second; the head watcher of a table whose stream
 // waits makes the same connection LISTEN, and wakes the streams on every
-// notification from another process. The notify connection is one
+// notification from another process. A NOTIFY nobody listens to still
+// costs the server a transaction, so NOTIFYs go only to channels another
+// session listens on: a listening session holds the shared advisory lock
+// (1919314040, hashtext(channel)) — the notify connection takes it with
+// its LISTEN, and a session that LISTENs outside rsql must take it too
+// (SELECT pg_advisory_lock_shared(1919314040, hashtext('reflex_events')))
+// — and the notify connection looks for one (pg_try_advisory_xact_lock)
+// before the first NOTIFY on a channel and then at most every 250 ms; a
+// NotifyFunc of a channel without listeners returns at once. A process
+// that starts listening is therefore notified at most 250 ms later; until
+// then its poll finds new rows. The notify connection is one
 // dedicated connection per database per process (application_name
 // "reflex-notify"), made with the configuration of a connection of the
 // caller's pool, never taken from the pool. When it starts listening,

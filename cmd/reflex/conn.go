@@ -159,7 +159,7 @@ func parseDSN(dsn string) (driver, name string, d *rsql.Dialect, where string, e
 	if st, err := os.Stat(path); err != nil || st.IsDir() {
 		return "", "", nil, "", usageErr("bad DSN: no SQLite database file %s", quote(path))
 	}
-	name = "file:" + path + "?mode=rw&_pragma=busy_timeout(5000)&_time_format=sqlite"
+	name = "file:" + path + "?mode=rw&_pragma=busy_timeout(5000)&_txlock=immediate&_time_format=sqlite"
 	return "sqlite", name, &rsql.SQLite, "sqlite " + path, nil
 }
 

@@ -59,7 +59,7 @@ func Open(ctx context.Context, target, dir, name string) (*DB, error) {
 		return nil, fmt.Errorf("exdb: %w", err)
 	}
 	path := filepath.Join(dir, name+".db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite")
 	if err != nil {
 		return nil, fmt.Errorf("exdb: open %s: %w", path, err)
 	}

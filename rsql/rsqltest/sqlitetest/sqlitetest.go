@@ -19,8 +19,10 @@ import (
 var Tables = rsqltest.Tables{Dialect: rsql.SQLite}
 
 // Open returns a connection pool to a new SQLite database in a temporary
-// file with a 5 s busy timeout and write-ahead logging, so that readers and
-// the single writer do not block each other. The pool is closed and the
+// file with a 5 s busy timeout, write-ahead logging, so that readers and
+// the single writer do not block each other, and BEGIN IMMEDIATE
+// transactions (_txlock=immediate), so that concurrent writers wait for
+// each other instead of failing. The pool is closed and the
 // file removed when the test ends; Open fails tb on error. Use it with
 // Tables and rsql.WithEventsDialect(rsql.SQLite) (and the cursors and
 // errors equivalents).

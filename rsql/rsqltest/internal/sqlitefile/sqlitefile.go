@@ -10,13 +10,15 @@ import (
 )
 
 // Open returns a connection pool to a new SQLite database in a temporary
-// file, with a 5 s busy timeout and write-ahead logging (readers and the
-// single writer do not block each other), closed when the test ends. It
-// fails tb on error.
+// file, with a 5 s busy timeout, write-ahead logging (readers and the
+// single writer do not block each other) and transactions that take the
+// write lock when they begin (BEGIN IMMEDIATE: a transaction that reads
+// before it writes cannot fail at its first write because another writer
+// committed meanwhile), closed when the test ends. It fails tb on error.
 func Open(tb testing.TB) *sql.DB {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "rsql.db")
-	u := url.URL{Scheme: "file", Path: path, RawQuery: "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"}
+	u := url.URL{Scheme: "file", Path: path, RawQuery: "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_txlock=immediate"}
 	db, err := sql.Open("sqlite", u.String())
 	if err != nil {
 		tb.Fatalf("rsqltest: open SQLite %s: %v", path, err)
