@@ -200,7 +200,8 @@ func listenTo(ctx context.Context, dsn string, events *rsql.EventsTable, db *sql
 		return nil, err
 	}
 	channel := "reflex_" + events.Name()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err == nil {
+	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize())
+	if err == nil {
 		_, err = conn.Exec(ctx, "SELECT pg_advisory_lock_shared($1, hashtext($2))", pgListenLock, channel)
 	}
 	if err != nil {
