@@ -59,16 +59,16 @@ import (
 //
 // Listening: when a stream of a table first waits at the head, its head
 // watcher registers with the hub, which LISTENs on the table's channel
-// (and takes the channel's listener lock) and wakes the watcher (w.wake) on every notification from another
-// session. Notifications from the hub's own session are ignored: the
-// inserts of this process woke its streams already. Whenever the hub
-// starts listening on a channel (first time or after reconnecting) it
-// wakes that channel's watchers, so that their streams read again what
-// committed before LISTEN took effect: the stream's first read and the
-// LISTEN may come in either order without a missed event. The head
-// watcher keeps polling at its interval regardless: it finds rows whose
-// writer does not call its NotifyFunc (optional), and covers the time the
-// connection is down.
+// (and takes the channel's listener lock) and wakes the watcher (w.wake)
+// on every notification from another session. Notifications from the hub's
+// own session are ignored: the inserts of this process woke its streams
+// already. Whenever the hub starts listening on a channel (first time or
+// after reconnecting) it wakes that channel's watchers, so that their
+// streams read again what committed before LISTEN took effect: the
+// stream's first read and the LISTEN may come in either order without a
+// missed event. The head watcher keeps polling at its interval regardless:
+// it finds rows whose writer does not call its NotifyFunc (optional), and
+// covers the time the connection is down.
 //
 // The connection is made with the configuration of a connection of the
 // caller's pool (an insert's, through pgCapture, or a pooled connection of
