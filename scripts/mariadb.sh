@@ -32,6 +32,17 @@ mariadbd_bin() { command -v mariadbd 2>/dev/null || echo /usr/sbin/mariadbd; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# random_port prints a random port below the kernel's ephemeral range: a
+# client whose own ephemeral port equals the port it dials while nothing
+# listens there connects to itself (TCP simultaneous open) and waits
+# forever for the server's greeting.
+random_port() {
+  local low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$low" -gt 11000 ] || low=32768
+  echo $(( 10000 + RANDOM % (low - 10000) ))
+}
+
 # start DIR: initialise DIR and start a server on a free port; prints the port.
 start() {
   local dir=$1 port
@@ -40,7 +51,7 @@ start() {
     --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 || {
     log "mariadb-install-db failed:"; cat "$dir/install.log" >&2; return 1; }
   for _ in $(seq 1 20); do
-    port=$(( 20000 + RANDOM % 20000 ))
+    port=$(random_port)
     port_free "$port" || continue
     "$(mariadbd_bin)" --no-defaults --datadir="$dir/data" --socket="$dir/sock" \
       --port="$port" --bind-address=127.0.0.1 --user="$(id -un)" \
@@ -51,7 +62,9 @@ start() {
       ${REFLEX_DB_ARGS:-} >/dev/null 2>&1 &
     echo $! >"$dir/mariadbd.pid"
     for _ in $(seq 1 150); do
-      if mariadb-admin --no-defaults -h127.0.0.1 -P"$port" -uroot ping >/dev/null 2>&1; then
+      # Through the socket, bounded: never a TCP connection to a port
+      # nothing listens on yet.
+      if timeout 10 mariadb-admin --no-defaults --socket="$dir/sock" --connect-timeout=2 -uroot ping >/dev/null 2>&1; then
         echo "$port" >"$dir/port"
         echo "$port"
         return 0

@@ -43,6 +43,17 @@ as_owner() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# random_port prints a random port below the kernel's ephemeral range: a
+# client whose own ephemeral port equals the port it dials while nothing
+# listens there connects to itself (TCP simultaneous open) and waits
+# forever for the server's greeting.
+random_port() {
+  local low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$low" -gt 11000 ] || low=32768
+  echo $(( 10000 + RANDOM % (low - 10000) ))
+}
+
 # start DIR: initialise DIR and start a server on a free port; prints the port.
 start() {
   local dir=$1 bin port
@@ -52,7 +63,7 @@ start() {
   as_owner "'$bin/initdb' -D '$dir/data' -A trust -U postgres --no-sync >'$dir/initdb.log' 2>&1" || {
     log "initdb failed:"; cat "$dir/initdb.log" >&2; return 1; }
   for _ in $(seq 1 20); do
-    port=$(( 20000 + RANDOM % 20000 ))
+    port=$(random_port)
     port_free "$port" || continue
     if as_owner "'$bin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -t 30 -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=${REFLEX_PG_FSYNC:-off} -c synchronous_commit=${REFLEX_PG_SYNC:-off} -c shared_buffers=256MB ${REFLEX_PG_ARGS:-}\" start >/dev/null 2>&1"; then
       echo "$port" >"$dir/port"
