@@ -49,17 +49,18 @@ func ExampleRunSharded() {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, e.ForeignID)
-		if len(seen) == 6 {
-			cancel()
-		}
 		return nil
 	}
+	// Stop the example once both shards' cursors have passed the log's
+	// last event (each shard moves its cursor past the other's events).
+	shards := rpatterns.ConsumerShards("invoicer", 2, rpatterns.WithHashOption(rpatterns.HashOptionEventForeignID))
+	store := stopAtEnd{CursorStore: cursors, shards: shards, last: "6", stop: cancel}
 	// Two shards by foreign ID: this process is the only member, so it
 	// runs both. Run the same call in other processes to share them.
-	err := rpatterns.RunSharded(ctx, leases, "invoicer", 2, log.Stream, cursors, fn)
+	err := rpatterns.RunSharded(ctx, leases, "invoicer", 2, log.Stream, store, fn)
 	slices.Sort(seen)
 	fmt.Println(err, seen)
-	for _, s := range rpatterns.ConsumerShards("invoicer", 2, rpatterns.WithHashOption(rpatterns.HashOptionEventForeignID)) {
+	for _, s := range shards {
 		c, _ := cursors.GetCursor(context.Background(), s.Name)
 		fmt.Println(s.Name, "at", c)
 	}
@@ -80,4 +81,26 @@ func ExampleHoldLease() {
 	// Output:
 	// holding gap-filler epoch 1
 	// <nil>
+}
+
+// stopAtEnd is a cursor store that calls stop once the cursor of every
+// shard is last.
+type stopAtEnd struct {
+	reflex.CursorStore
+	shards []rpatterns.ConsumerShard
+	last   string
+	stop   func()
+}
+
+func (s stopAtEnd) SetCursor(ctx context.Context, name, cursor string) error {
+	if err := s.CursorStore.SetCursor(ctx, name, cursor); err != nil {
+		return err
+	}
+	for _, sh := range s.shards {
+		if c, err := s.CursorStore.GetCursor(ctx, sh.Name); err != nil || c != s.last {
+			return err
+		}
+	}
+	s.stop()
+	return nil
 }
