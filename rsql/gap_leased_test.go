@@ -252,15 +252,7 @@ func TestFillGapsLeasedStoppedTable(t *testing.T) {
 	}
 
 	table := newEngineTable(t, e, db)
-	gaps := make(chan rsql.Gap, 100)
-	if err := table.ListenGaps(func(g rsql.Gap) {
-		select {
-		case gaps <- g:
-		default:
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	gaps := gapsOf(t, table, 100)
 	r := startReplica(t, db, table, leases, "A")
 	waitHolder(t, leases, table, "A")
 	// The listener still hears the gaps, which the leased filler fills.

@@ -508,15 +508,7 @@ func TestGapDetectorCustomLoader(t *testing.T) {
 		return out, nil
 	}
 	table := rsql.NewEventsTable("memory", rsql.WithEventsLoader(loader), rsql.WithoutEventsCache())
-	gaps := make(chan rsql.Gap, 1)
-	if err := table.ListenGaps(func(g rsql.Gap) {
-		select {
-		case gaps <- g:
-		default:
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	gaps := gapsOf(t, table, 1)
 	stopGaps(t, table)
 	var got []*reflex.Event
 	deadline := time.Now().Add(guard)
@@ -848,4 +840,20 @@ func TestGapFillerSparesRunningInsert(t *testing.T) {
 	if ids := <-got; strings.Join(ids, ",") != "2:f2,3:f3,4:f4" {
 		t.Errorf("events after 1 = %v, want 2:f2, 3:f3, 4:f4", ids)
 	}
+}
+
+// gapsOf returns a channel of the gaps table reports, keeping the first n
+// that the test has not received (later ones are dropped).
+func gapsOf(t testing.TB, table *rsql.EventsTable, n int) <-chan rsql.Gap {
+	t.Helper()
+	gaps := make(chan rsql.Gap, n)
+	if err := table.ListenGaps(func(g rsql.Gap) {
+		select {
+		case gaps <- g:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return gaps
 }
